@@ -1,0 +1,21 @@
+# QFM-IQM reproduction pipeline: dataset -> features -> pairs -> teacher -> student -> evaluation -> figures.
+# Run the demo:  snakemake --cores all
+# Run LIVEC:     snakemake --cores all --configfile config/livec.yaml
+
+
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/pairs.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,47 @@
+"""Feature-extraction throughput on real images: end to end (decode + crop + forward) next to the
+bare backbone forward, measured in the same run, with and without channels_last.
+
+    python bench/extract_throughput.py --meta data/livec/meta.csv --images 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+
+from qfm_iqm.data.meta import read_meta
+from qfm_iqm.features import CropRecipe, extract
+from qfm_iqm.weights import convert_package_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meta", required=True, help="a prepared meta table (data/<dataset>/meta.csv)")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--weights", default="results/weights/tf_efficientnet_lite0.pth")
+    parser.add_argument("--crops", type=int, default=5)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    try:
+        open(args.weights, "rb").close()
+    except FileNotFoundError:
+        convert_package_weights(args.backbone, args.weights)
+    meta = read_meta(args.meta, ["image_id", "path"]).head(args.images)
+    print(f"{args.backbone}, {len(meta)} images x {args.crops} crops of {args.size}px, batch {args.batch_size} "
+          f"crops, {args.threads} threads, torch {torch.__version__}")
+    for channels_last in (False, True):
+        _, s = extract(meta, args.backbone, args.weights, CropRecipe(args.crops, args.size), args.batch_size,
+                       channels_last)
+        print(f"channels_last={channels_last!s:5}: end to end {s['images_per_s']:.2f} images/s "
+              f"({s['crops_per_s']:.1f} crops/s); bare forward {s['forward_crops_per_s']:.1f} crops/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Run a stage inside a Snakemake job: log to the rule's log file, clean errors for bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import Any
+
+from qfm_iqm.config import ConfigError
+from qfm_iqm.io import InputError
+from qfm_iqm.stages import STAGES
+
+
+def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, threads: int = 1) -> None:
+    """Call stage ``name``; stderr (progress bars) and logging go to ``log_path``.
+
+    Bad input (InputError, ConfigError) ends the job with a one-line message naming the culprit,
+    on the console and in the log; any other error keeps its traceback in the log.
+    """
+    os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # read by torch when a stage imports it
+    with open(log_path, "w") as log_file, contextlib.redirect_stderr(log_file):
+        handler = logging.StreamHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+        try:
+            STAGES[name](input, output, params)
+        except (InputError, ConfigError) as err:
+            logging.getLogger(name).error("%s", err)
+            print(f"ERROR in {name}: {err}", file=sys.__stderr__)
+            raise SystemExit(1) from None
+        except Exception:
+            logging.getLogger(name).exception("stage %s failed", name)
+            raise

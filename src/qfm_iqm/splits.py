@@ -1,0 +1,30 @@
+"""Train/test splits: repeated random 80/20 partitions, disjoint by reference content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def make_splits(meta: pd.DataFrame, n_splits: int, test_fraction: float, seed: int) -> pd.DataFrame:
+    """Long table (split, image_id, part) with part in {train, test}.
+
+    Whole reference groups (``ref_id``) go to one side, so distorted versions of one photo
+    never appear on both; for authentic datasets every image is its own reference.
+    """
+    refs = np.array(sorted(meta["ref_id"].astype(str).unique()))
+    n_test = max(1, round(test_fraction * len(refs)))
+    if n_test >= len(refs):
+        raise ValueError(f"{len(refs)} references cannot be split with test fraction {test_fraction}")
+    parts = []
+    for split in range(n_splits):
+        test_refs = set(np.random.default_rng([seed, split]).choice(refs, n_test, replace=False))
+        part = np.where(meta["ref_id"].astype(str).isin(test_refs), "test", "train")
+        parts.append(pd.DataFrame({"split": split, "image_id": meta["image_id"].astype(str), "part": part}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def split_ids(splits: pd.DataFrame, split: int, part: str) -> pd.Series:
+    """Image ids of one part of one split, in table order."""
+    sel = splits[(splits["split"] == split) & (splits["part"] == part)]
+    return sel["image_id"].astype(str).reset_index(drop=True)

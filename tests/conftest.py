@@ -1,0 +1,35 @@
+"""Shared fixtures: paths, tiny images, and the real data beside the project when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+LIVEC_ROOT = SHARED / "datasets/livec/ChallengeDB_release"
+BSDS = SHARED / "datasets/bsds500/train"
+
+needs_livec = pytest.mark.skipif(not LIVEC_ROOT.is_dir(), reason=f"LIVEC release not present at {LIVEC_ROOT}")
+
+
+def write_image(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0) -> Path:
+    """A random RGB PNG/JPEG at ``path`` (format from the suffix)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def labelled_folder(tmp_path: Path) -> Path:
+    """A `labels`-kind dataset: images/ and labels.csv with six rows."""
+    rows = ["name,mos"]
+    for i in range(6):
+        write_image(tmp_path / "images" / f"img{i}.png", seed=i)
+        rows.append(f"img{i}.png,{10 * i + 5}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path

@@ -1,0 +1,100 @@
+"""Splits, pair mining, models, training and evaluation on constructed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qfm_iqm import evaluate, pairs, splits, train
+from qfm_iqm.models import ChannelGate, QualityModel, load_model, save_model
+
+
+def test_splits_are_reference_disjoint_and_reproducible() -> None:
+    meta = pd.DataFrame({"image_id": [f"i{k}" for k in range(50)], "ref_id": [f"r{k // 5}" for k in range(50)]})
+    table = splits.make_splits(meta, n_splits=4, test_fraction=0.2, seed=3)
+    assert table.equals(splits.make_splits(meta, n_splits=4, test_fraction=0.2, seed=3))
+    refs = meta.set_index("image_id")["ref_id"]
+    for s in range(4):
+        test = set(refs[splits.split_ids(table, s, "test")])
+        train_refs = set(refs[splits.split_ids(table, s, "train")])
+        assert len(test) == 2 and not test & train_refs
+    assert splits.split_ids(table, 0, "test").tolist() != splits.split_ids(table, 1, "test").tolist()
+
+
+def test_matcher_picks_quality_similar_semantically_farthest_partner() -> None:
+    ids = np.array(["a", "b", "c", "d"])
+    score = np.array([0.50, 0.51, 0.52, 0.90])
+    semantic = np.array([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.1], [-1.0, 0.0]])
+    table = pairs.mine_pairs(ids, score, semantic, tau=0.03, k_fallback=1).set_index("image_id")
+    # c is within tau of a and opposite in feature space; d (farther still) differs in quality
+    assert table.loc["a", "partner_id"] == "c" and not table.loc["a", "fallback"]
+    assert table.loc["c", "partner_id"] == "a"
+    assert table.loc["d", "fallback"] and table.loc["d", "partner_id"] == "c"  # nearest in score
+    assert table.loc["a", "cosine_distance"] == pytest.approx(1 - (-1.0) / np.hypot(-1, 0.1))
+
+
+def test_observation_counts_near_neighbours_with_large_gaps() -> None:
+    semantic = np.array([[1, 0], [1, 0.01], [0, 1], [0.01, 1]], dtype=float)
+    score = np.array([0.0, 1.0, 0.5, 0.5])
+    stats, sample = pairs.observation(score, semantic, large_gap=0.2, n_random=50, seed=0)
+    assert stats["nn_fraction_large_gap"] == 0.5 and stats["items"] == 4
+    assert set(sample["kind"]) == {"random", "nearest"} and (sample["score_gap"] <= 1).all()
+
+
+def test_gate_weights_lie_in_unit_interval() -> None:
+    gate = ChannelGate(32, reduction=4)
+    x = torch.randn(7, 32) * 10
+    w = gate.weights(x)
+    assert w.shape == (7, 32) and (w > 0).all() and (w < 1).all()
+    assert torch.allclose(gate(x), x * w)
+
+
+def _toy(n: int = 64, crops: int = 3, dim: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, crops, dim)).astype(np.float32)
+    y = 1 / (1 + np.exp(-x.mean(1)[:, :3].sum(1)))
+    return x, y
+
+
+CFG = train.TrainConfig(epochs=25, lr=3e-3, weight_decay=0.0, batch_size=32, loss="smooth_l1_plcc", seed=0)
+
+
+def test_training_learns_and_is_deterministic(tmp_path) -> None:
+    x, y = _toy()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.0, "gate": True})
+        history = train.train(model, x, y, CFG)
+        runs.append(train.predict(model, x))
+    assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert evaluate.metrics(y, runs[0])["srcc"] > 0.9
+    save_model(model, tmp_path / "m.pt")
+    np.testing.assert_allclose(train.predict(load_model(tmp_path / "m.pt"), x), runs[1], rtol=1e-6)
+
+
+def test_distillation_term_only_with_a_pool() -> None:
+    x, y = _toy()
+    xp, _ = _toy(seed=1)
+    yp = np.full(xp.shape[:2], 0.5, dtype=np.float32)
+    kd = train.TrainConfig(**{**CFG.__dict__, "kd_weight": 1.0, "epochs": 2})
+    plain = train.train(QualityModel(x.shape[-1], head="linear"), x, y, kd)
+    distilled = train.train(QualityModel(x.shape[-1], head="linear"), x, y, kd, x_pool=xp, y_pool=yp)
+    assert (plain["loss_kd"] == 0).all() and (distilled["loss_kd"] > 0).all()
+    assert np.allclose(distilled["loss"], distilled["loss_clean"] + distilled["loss_kd"], atol=1e-5)
+
+
+def test_metrics_summary_and_ridge() -> None:
+    s = np.linspace(0, 1, 20)
+    m = evaluate.metrics(s, s ** 2)
+    assert m["srcc"] == pytest.approx(1.0) and m["krcc"] == pytest.approx(1.0) and m["plcc"] < 1.0
+    per_split = pd.DataFrame({"model": ["a"] * 4, "srcc": [0.1, 0.2, 0.3, 0.4], "plcc": 0.5, "krcc": 0.5, "rmse": 0.1})
+    summary = evaluate.summarise(per_split).iloc[0]
+    assert summary["srcc_median"] == pytest.approx(0.25) and summary["srcc_iqr"] == pytest.approx(0.15)
+    assert "| a | 4 | 0.250 (0.150)" in evaluate.to_markdown(evaluate.summarise(per_split), "t")
+    x, y = _toy(200)
+    pred = evaluate.ridge_floor(x[:150], y[:150], x[150:], [0.1, 1.0])
+    assert evaluate.metrics(y[150:], pred)["srcc"] > 0.8

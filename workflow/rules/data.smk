@@ -1,0 +1,89 @@
+rule convert_weights:
+    output:
+        weights=f"results/weights/{BACKBONE}.pth",
+        sha256=f"results/weights/{BACKBONE}.sha256",
+    params:
+        backbone=BACKBONE,
+    log:
+        f"logs/convert_weights/{BACKBONE}.log",
+    benchmark:
+        f"benchmarks/convert_weights/{BACKBONE}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        SCRIPT
+
+
+rule build_demo_dataset:
+    output:
+        meta="data/{dataset}/meta.csv",
+        images=directory("data/{dataset}/images"),
+    wildcard_constraints:
+        dataset=names_of_kind("demo"),
+    params:
+        dataset=dataset_cfg,
+    log:
+        "logs/{dataset}/build_demo_dataset.log",
+    benchmark:
+        "benchmarks/{dataset}/build_demo_dataset.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        SCRIPT
+
+
+rule prepare_dataset:
+    output:
+        meta="data/{dataset}/meta.csv",
+    wildcard_constraints:
+        dataset=names_of_kind("livec", "labels"),
+    params:
+        dataset=dataset_cfg,
+    log:
+        "logs/{dataset}/prepare_dataset.log",
+    benchmark:
+        "benchmarks/{dataset}/prepare_dataset.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        SCRIPT
+
+
+rule build_expansion_pool:
+    output:
+        meta="data/{dataset}/pool/meta.csv",
+        images=directory("data/{dataset}/pool/images"),
+    params:
+        pool=lambda wildcards: DATASETS[wildcards.dataset]["pool"],
+    log:
+        "logs/{dataset}/build_expansion_pool.log",
+    benchmark:
+        "benchmarks/{dataset}/build_expansion_pool.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        SCRIPT
+
+
+rule make_splits:
+    input:
+        meta="data/{dataset}/meta.csv",
+    output:
+        splits="results/{dataset}/splits.csv",
+    params:
+        n_splits=lambda wildcards: n_splits(wildcards.dataset),
+        test_fraction=config["splits"]["test_fraction"],
+        seed=config["splits"]["seed"],
+    log:
+        "logs/{dataset}/make_splits.log",
+    benchmark:
+        "benchmarks/{dataset}/make_splits.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        SCRIPT
