@@ -149,3 +149,9 @@ def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None
     proc = snakemake(tmp_path, REPO / "config/config.yaml", "--lint", check=False)
     findings = set(re.findall(r"^\s+\* (.+)$", proc.stdout + proc.stderr, flags=re.M))
     assert findings == {"Specify a conda environment or container for each rule.:"}, findings
+
+
+def test_html_report_bundles_the_figures(tiny_run: Path) -> None:
+    snakemake(tiny_run, tiny_run / "config.yaml", "--report", "report.html")
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    assert "scatter_student.png" in html and "pair_distance.png" in html

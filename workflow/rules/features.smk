@@ -14,7 +14,7 @@ rule extract_features:
         f"logs/{{dataset}}/extract_features/{BACKBONE}_{CROPS}_{{subset}}.log",
     benchmark:
         f"benchmarks/{{dataset}}/extract_features/{BACKBONE}_{CROPS}_{{subset}}.tsv"
-    threads: workflow.cores
+    threads: 4
     resources:
         mem_mb=8000,
         runtime=120,
