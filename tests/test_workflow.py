@@ -72,6 +72,12 @@ def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
     (("teacher", "arch", "hidden"), 48,
      {"train_teacher": 2, "train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
     (("pairs", "tau"), 0.1, {"mine_pairs": 2, "plot_pairs": 1, "all": 1}),
+    (("datasets", DS, "n_splits"), 3,
+     {"make_splits": 1, "mine_pairs": 3, "train_teacher": 3, "train_student": 3, "evaluate_split": 3,
+      "summarize": 1, "plot_scatter": 3, "plot_pairs": 1, "all": 1}),
+    (("datasets", DS, "pool", "per_image"), 1,
+     {"build_expansion_pool": 1, "extract_features": 1, "train_student": 2, "evaluate_split": 2, "summarize": 1,
+      "plot_scatter": 3, "all": 1}),
 ])
 def test_changing_one_knob_reruns_exactly_the_dependent_jobs(tiny_run: Path, path: tuple[str, ...], value: float,
                                                               expected: dict) -> None:

@@ -72,6 +72,8 @@ class QualityModel(nn.Module):
                      "gate_reduction": gate_reduction}
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        self.register_buffer("out_scale", torch.ones(()))
+        self.register_buffer("out_shift", torch.zeros(()))
         self.gate = ChannelGate(in_dim, gate_reduction) if gate else nn.Identity()
         self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout)
 
@@ -81,12 +83,27 @@ class QualityModel(nn.Module):
         self.mean.copy_(flat.mean(0))
         self.std.copy_(flat.std(0).clamp_min(1e-6))
 
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Affine output map fitted by least squares on training data, in eval mode.
+
+        Dropout shifts a head's output between training and evaluation; this puts predictions
+        back on the label scale. It is monotone, so rank correlations do not change.
+        """
+        self.out_scale.fill_(1.0)
+        self.out_shift.fill_(0.0)
+        pred = self.eval()(x)
+        scale = torch.cov(torch.stack([pred, y]))[0, 1] / pred.var().clamp_min(1e-12)
+        if scale > 0:
+            self.out_scale.fill_(scale)
+            self.out_shift.fill_(y.mean() - scale * pred.mean())
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised, gated features: what the head sees."""
         return self.gate((x - self.mean) / self.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).squeeze(-1)
+        return self.head(self.features(x)).squeeze(-1) * self.out_scale + self.out_shift
 
 
 def save_model(model: QualityModel, path: Any, **extra: Any) -> None:

@@ -52,7 +52,7 @@ def build_demo_dataset(input: NS, output: NS, params: NS) -> None:
 def prepare_dataset(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import data
 
-    options = {k: v for k, v in params.dataset.items() if k not in ("kind", "n_splits", "pool")}
+    options = {k: v for k, v in params.dataset.items() if k != "kind"}
     meta = data.prepare(params.dataset["kind"], output.meta, **options)
     log.info("prepared %d images, raw scores %.2f..%.2f", len(meta), meta["score_raw"].min(), meta["score_raw"].max())
 

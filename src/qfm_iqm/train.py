@@ -3,7 +3,8 @@
 Every crop is a training sample labelled with its image's score. The student additionally sees
 the teacher-labelled expansion pool through the distillation term
 ``L = L_clean + kd_weight * L_kd``. Training runs a fixed number of epochs and keeps the final
-model: no epoch is ever selected on test data.
+model: no epoch is ever selected on test data. The output is then affinely re-calibrated on the
+training part (``QualityModel.calibrate``).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
         history.append({"epoch": epoch + 1, **totals})
         log.info("epoch %d/%d loss %.4f (clean %.4f, kd %.4f)", epoch + 1, cfg.epochs, totals["loss"],
                  totals["loss_clean"], totals["loss_kd"])
-    model.eval()
+    model.calibrate(xs, ys)
     return pd.DataFrame(history)
 
 

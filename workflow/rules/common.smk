@@ -17,8 +17,9 @@ def names_of_kind(*kinds):
     return "|".join(names) if names else "(?!)"
 
 
-def dataset_cfg(wildcards):
-    return DATASETS[wildcards.dataset]
+def acquisition_cfg(wildcards):
+    """What building or preparing a dataset depends on: its entry less splits and pool."""
+    return {k: v for k, v in DATASETS[wildcards.dataset].items() if k not in ("n_splits", "pool")}
 
 
 def n_splits(dataset):

@@ -22,7 +22,7 @@ rule build_demo_dataset:
     wildcard_constraints:
         dataset=names_of_kind("demo"),
     params:
-        dataset=dataset_cfg,
+        dataset=acquisition_cfg,
     log:
         "logs/{dataset}/build_demo_dataset.log",
     benchmark:
@@ -40,7 +40,7 @@ rule prepare_dataset:
     wildcard_constraints:
         dataset=names_of_kind("livec", "labels"),
     params:
-        dataset=dataset_cfg,
+        dataset=acquisition_cfg,
     log:
         "logs/{dataset}/prepare_dataset.log",
     benchmark:
