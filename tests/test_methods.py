@@ -98,3 +98,11 @@ def test_metrics_summary_and_ridge() -> None:
     x, y = _toy(200)
     pred = evaluate.ridge_floor(x[:150], y[:150], x[150:], [0.1, 1.0])
     assert evaluate.metrics(y[150:], pred)["srcc"] > 0.8
+
+
+@pytest.mark.parametrize("name", sorted(train.LOSSES))
+def test_every_loss_is_zero_only_for_perfect_predictions(name: str) -> None:
+    y = torch.linspace(0, 1, 16)
+    loss = train.LOSSES[name]
+    assert loss(y, y).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(1 - y, y).item() > 0.1

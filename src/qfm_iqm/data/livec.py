@@ -37,7 +37,8 @@ def _mat_vector(path: Path, key: str) -> np.ndarray:
 def prepare_livec(root: str | Path, expected_count: int) -> pd.DataFrame:
     """Meta table of the 1162 LIVEC test images with MOS (about 3-92, higher = better)."""
     root = Path(root)
-    names = [str(np.asarray(n).reshape(-1)[0]) for n in _mat_vector(root / "Data/AllImages_release.mat", "AllImages_release")]
+    listed = _mat_vector(root / "Data/AllImages_release.mat", "AllImages_release")
+    names = [str(np.asarray(n).reshape(-1)[0]) for n in listed]
     mos_raw = _mat_vector(root / "Data/AllMOS_release.mat", "AllMOS_release")
     if len(names) != len(mos_raw):
         raise InputError(f"{root}/Data: {len(names)} image names but {len(mos_raw)} MOS values")

@@ -24,16 +24,6 @@ def normalise_scores(raw: np.ndarray, higher_is_better: bool = True) -> np.ndarr
     return norm if higher_is_better else 1.0 - norm
 
 
-def relative_paths(paths: list[Path], meta_dir: Path) -> list[str]:
-    """Paths inside ``meta_dir`` are stored relative to it, others absolute."""
-    meta_dir = meta_dir.resolve()
-    out = []
-    for p in paths:
-        p = Path(p).resolve()
-        out.append(str(p.relative_to(meta_dir)) if p.is_relative_to(meta_dir) else str(p))
-    return out
-
-
 def read_meta(path: str | os.PathLike, columns: list[str] = META_COLUMNS) -> pd.DataFrame:
     """Read a meta table, check its columns and resolve image paths to absolute ones."""
     path = Path(path)
