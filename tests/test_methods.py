@@ -106,3 +106,24 @@ def test_every_loss_is_zero_only_for_perfect_predictions(name: str) -> None:
     loss = train.LOSSES[name]
     assert loss(y, y).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(1 - y, y).item() > 0.1
+
+
+def test_semantic_noise_terms_only_when_switched_on() -> None:
+    x, y = _toy()
+    partners = np.roll(np.arange(len(x)), 1)
+    base = {**CFG.__dict__, "epochs": 2}
+    off = train.train(QualityModel(x.shape[-1], head="linear"), x, y, train.TrainConfig(**base), partners=partners)
+    on_cfg = train.TrainConfig(**{**base, "adv_weight": 1.0, "sens_weight": 0.5, "eps": 0.3})
+    on = train.train(QualityModel(x.shape[-1], head="linear"), x, y, on_cfg, partners=partners)
+    no_pairs = train.train(QualityModel(x.shape[-1], head="linear"), x, y, on_cfg)
+    assert (off[["loss_adv", "loss_sens"]] == 0).all().all() and (no_pairs[["loss_adv", "loss_sens"]] == 0).all().all()
+    assert (on["loss_adv"] > 0).all() and (on["loss_sens"] > 0).all()
+    np.testing.assert_allclose(on["loss"], on["loss_clean"] + on["loss_adv"] + 0.5 * on["loss_sens"], atol=1e-5)
+
+
+def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None:
+    model = QualityModel(6, head="mlp", hidden=8, dropout=0.0, gate=True).eval()
+    x, partner = torch.randn(4, 6), torch.randn(4, 6)
+    with torch.no_grad():
+        assert torch.allclose(model(x, noise=partner, eps=0.0), model(x))
+        assert not torch.allclose(model(x, noise=partner, eps=0.3), model(x))

@@ -98,12 +98,13 @@ class QualityModel(nn.Module):
             self.out_scale.fill_(scale)
             self.out_shift.fill_(y.mean() - scale * pred.mean())
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardised, gated features: what the head sees."""
-        return self.gate((x - self.mean) / self.std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).squeeze(-1) * self.out_scale + self.out_shift
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
+        """Scores; with ``noise`` (partner features), the semantic-noise path of QFM-IQM:
+        standardised features plus ``eps`` x standardised partner features, then gate and head."""
+        z = (x - self.mean) / self.std
+        if noise is not None:
+            z = z + eps * (noise - self.mean) / self.std
+        return self.head(self.gate(z)).squeeze(-1) * self.out_scale + self.out_shift
 
 
 def save_model(model: QualityModel, path: Any, **extra: Any) -> None:

@@ -1,10 +1,16 @@
-"""Training of quality models on cached features: the teacher, and the distilled student.
+"""Training of quality models on cached features: the teacher, and the student.
 
-Every crop is a training sample labelled with its image's score. The student additionally sees
-the teacher-labelled expansion pool through the distillation term
-``L = L_clean + kd_weight * L_kd``. Training runs a fixed number of epochs and keeps the final
-model: no epoch is ever selected on test data. The output is then affinely re-calibrated on the
-training part (``QualityModel.calibrate``).
+Every crop is a training sample labelled with its image's score. The student's loss is
+``L = L_clean + adv_weight * L_adv + sens_weight * L_sens + kd_weight * L_kd``:
+
+- the semantic-noise terms perturb each crop's features with ``eps`` x its mined partner's (a
+  quality-matched, semantically distant image); ``L_adv`` regresses the perturbed prediction to
+  the image's own score, ``L_sens = |pred(noisy) - stopgrad(pred(clean))|``;
+- ``L_kd`` regresses predictions on the teacher-labelled expansion pool to the teacher's.
+
+Training runs a fixed number of epochs and keeps the final model: no epoch is ever selected on
+test data. The output is then affinely re-calibrated on the training part
+(``QualityModel.calibrate``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class TrainConfig:
     loss: str = "smooth_l1"
     kd_weight: float = 0.0
     seed: int = 0
+    eps: float = 0.3
+    adv_weight: float = 0.0
+    sens_weight: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -69,11 +78,14 @@ def _crops_as_samples(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch
 
 
 def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
-          x_pool: np.ndarray | None = None, y_pool: np.ndarray | None = None) -> pd.DataFrame:
+          x_pool: np.ndarray | None = None, y_pool: np.ndarray | None = None,
+          partners: np.ndarray | None = None) -> pd.DataFrame:
     """Fit ``model`` on (images, crops, dim) features ``x`` with image scores ``y``.
 
     With ``x_pool``/``y_pool`` (teacher predictions per pool crop) and ``cfg.kd_weight > 0`` each
-    step adds the distillation loss on a pool batch of the same size. Returns the per-epoch log.
+    step adds the distillation loss on a pool batch of the same size. With ``partners`` (for each
+    image, the row of its matched partner in ``x``) and a non-zero ``adv_weight`` or
+    ``sens_weight`` it adds the semantic-noise terms. Returns the per-epoch log.
     """
     if cfg.loss not in LOSSES:
         raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
@@ -89,18 +101,30 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(xs) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
+    n_crops = x.shape[1]
+    partner_of = torch.from_numpy(np.asarray(partners)) if match else None
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     model.train()
     for epoch in range(cfg.epochs):
-        totals = {"loss": 0.0, "loss_clean": 0.0, "loss_kd": 0.0}
+        totals = {"loss": 0.0, "loss_clean": 0.0, "loss_adv": 0.0, "loss_sens": 0.0, "loss_kd": 0.0}
         for idx in torch.randperm(len(xs), generator=gen).split(cfg.batch_size):
-            clean = loss_fn(model(xs[idx]), ys[idx])
+            pred = model(xs[idx])
+            clean = loss_fn(pred, ys[idx])
             loss = clean
+            if match:
+                crop = torch.randint(n_crops, (len(idx),), generator=gen)
+                noisy = model(xs[idx], noise=xs[partner_of[idx // n_crops] * n_crops + crop], eps=cfg.eps)
+                adv = loss_fn(noisy, ys[idx])
+                sens = (noisy - pred.detach()).abs().mean()
+                loss = loss + cfg.adv_weight * adv + cfg.sens_weight * sens
+                totals["loss_adv"] += adv.item() / steps_per_epoch
+                totals["loss_sens"] += sens.item() / steps_per_epoch
             if distil:
                 pidx = torch.randint(len(xp), (len(idx),), generator=gen)
                 kd = loss_fn(model(xp[pidx]), yp[pidx])
-                loss = clean + cfg.kd_weight * kd
+                loss = loss + cfg.kd_weight * kd
                 totals["loss_kd"] += kd.item() / steps_per_epoch
             opt.zero_grad()
             loss.backward()
@@ -109,8 +133,8 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
             totals["loss"] += loss.item() / steps_per_epoch
             totals["loss_clean"] += clean.item() / steps_per_epoch
         history.append({"epoch": epoch + 1, **totals})
-        log.info("epoch %d/%d loss %.4f (clean %.4f, kd %.4f)", epoch + 1, cfg.epochs, totals["loss"],
-                 totals["loss_clean"], totals["loss_kd"])
+        log.info("epoch %d/%d loss %.4f (clean %.4f, adv %.4f, sens %.4f, kd %.4f)", epoch + 1, cfg.epochs,
+                 totals["loss"], totals["loss_clean"], totals["loss_adv"], totals["loss_sens"], totals["loss_kd"])
     model.calibrate(xs, ys)
     return pd.DataFrame(history)
 

@@ -29,6 +29,7 @@ rule train_student:
         pool_meta="data/{dataset}/pool/meta.csv",
         pool_features=f"{FEATURES}/pool.npz",
         teacher="results/{dataset}/split{split}/teacher.pt",
+        pairs="results/{dataset}/split{split}/pairs.csv",
     output:
         model="results/{dataset}/split{split}/student.pt",
         log="results/{dataset}/split{split}/student_log.csv",
