@@ -52,7 +52,7 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
         assert not set(pairs["partner_id"]) & set(test_ids) and (pairs["image_id"] != pairs["partner_id"]).all()
         assert pd.read_csv(d / "teacher_log.csv")["epoch"].tolist() == [1, 2, 3]
         student_log = pd.read_csv(d / "student_log.csv")
-        assert (student_log["loss_kd"] > 0).all()
+        assert (student_log[["loss_kd", "loss_adv", "loss_sens"]] > 0).all().all()  # distillation and matching on
         assert len(pd.read_csv(d / "pool_labels.csv")) == len(pd.read_csv(tiny_run / f"data/{DS}/pool/meta.csv")) == 4
     for name in ["scatter_ridge", "scatter_teacher", "scatter_student", "pair_distance"]:
         assert (res / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
