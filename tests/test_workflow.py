@@ -74,7 +74,7 @@ def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
      {"train_teacher": 2, "train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
     (("pairs", "tau"), 0.1, {"mine_pairs": 2, "plot_pairs": 1, "train_student": 2, "evaluate_split": 2,
                              "summarize": 1, "plot_scatter": 3, "all": 1}),
-    (("student", "train", "eps"), 0.5,
+    (("student", "matching", "eps"), 0.5,
      {"train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
     (("datasets", DS, "n_splits"), 3,
      {"make_splits": 1, "mine_pairs": 3, "train_teacher": 3, "train_student": 3, "evaluate_split": 3,

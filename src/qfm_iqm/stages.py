@@ -140,7 +140,9 @@ def train_student(input: NS, output: NS, params: NS) -> None:
     y_pool = predict_crops(load_model(input.teacher), x_pool)
     mined = pd.read_csv(input.pairs, dtype={"image_id": str, "partner_id": str}).set_index("image_id")
     partners = pd.Index(rows["image_id"]).get_indexer(mined.loc[rows["image_id"], "partner_id"])
-    _fit(params.student["arch"], params.student["train"], feats.features, rows["score"].to_numpy(),
+    student = params.student
+    cfg = {**student["train"], **student["distillation"], **student["matching"]}
+    _fit(student["arch"], cfg, feats.features, rows["score"].to_numpy(),
          output.model, output.log, x_pool=x_pool, y_pool=y_pool, partners=partners)
     write_csv(pool_meta[["image_id", "distortion", "level"]].assign(teacher_score=y_pool.mean(1)),
               output.pool_labels)
