@@ -6,9 +6,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from qfm_iqm.config import ConfigError, validate
+from qfm_iqm.config import ConfigError, resolve_variants, validate
 from qfm_iqm.data.distortions import DISTORTIONS
 from qfm_iqm.models import HEADS
+from qfm_iqm.pairs import STRATEGIES
 from qfm_iqm.train import LOSSES
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -45,3 +46,35 @@ def test_schema_choices_follow_the_registries() -> None:
     assert set(defs["train"]["properties"]["loss"]["enum"]) == set(LOSSES)
     assert set(defs["arch"]["properties"]["head"]["enum"]) == set(HEADS)
     assert set(defs["distortions"]["items"]["enum"]) == set(DISTORTIONS)
+    matching = yaml.safe_load(SCHEMA.read_text())["properties"]["student"]["properties"]["matching"]
+    assert set(matching["properties"]["strategy"]["enum"]) == set(STRATEGIES)
+
+
+def test_ablation_variants_are_student_overrides() -> None:
+    config = _default()
+    assert config["ablation"]["run"] == ["baseline", "gate", "matching", "distillation"]
+    config["ablation"]["run"] = yaml.safe_load((REPO / "config/livec.yaml").read_text())["ablation"]["run"]
+    variants = resolve_variants(config, SCHEMA)
+    assert list(variants) == ["full", "baseline", "gate", "matching", "distillation", "random_partner",
+                              "topk_partner", "train_memory"]
+    full, baseline = variants["full"], variants["baseline"]
+    assert full == _default()["student"] and full["arch"]["gate"] and full["distillation"]["kd_weight"] > 0
+    assert not baseline["arch"]["gate"] and baseline["distillation"]["kd_weight"] == 0
+    assert baseline["matching"]["adv_weight"] == baseline["matching"]["sens_weight"] == 0
+    assert baseline["train"] == full["train"] and baseline["arch"]["hidden"] == full["arch"]["hidden"]
+    assert variants["topk_partner"]["matching"] == {**full["matching"], "strategy": "topk_mean"}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["variants"]["gate"]["arch"].update(gatez=True), "unknown config key 'ablation.variants.gate.arch.gatez'"),
+    (lambda a: a["variants"]["gate"].update(matching={"strategy": "nearest"}), "config key 'ablation.variants.gate.matching.strategy': 'nearest' is not one of"),
+    (lambda a: a["run"].append("missing"), "variant 'missing' has no entry under 'ablation.variants'"),
+    (lambda a: a.update(run=["full"], variants={"full": {}}), "the name 'full' is reserved"),
+    (lambda a: a.update(reference="nothing"), "'ablation.reference': 'nothing' is not a model"),
+])
+def test_bad_ablation_entries_are_named(change, message: str) -> None:
+    config = _default()
+    config["ablation"]["variants"]["gate"].setdefault("arch", {})
+    change(config["ablation"])
+    with pytest.raises(ConfigError, match=message):
+        resolve_variants(config, SCHEMA)

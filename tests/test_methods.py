@@ -27,12 +27,35 @@ def test_matcher_picks_quality_similar_semantically_farthest_partner() -> None:
     ids = np.array(["a", "b", "c", "d"])
     score = np.array([0.50, 0.51, 0.52, 0.90])
     semantic = np.array([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.1], [-1.0, 0.0]])
-    table = pairs.mine_pairs(ids, score, semantic, tau=0.03, k_fallback=1).set_index("image_id")
+    table = pairs.mine_pairs(ids, score, semantic, ids, score, semantic, tau=0.03, k_fallback=1).set_index("image_id")
     # c is within tau of a and opposite in feature space; d (farther still) differs in quality
     assert table.loc["a", "partner_id"] == "c" and not table.loc["a", "fallback"]
     assert table.loc["c", "partner_id"] == "a"
     assert table.loc["d", "fallback"] and table.loc["d", "partner_id"] == "c"  # nearest in score
     assert table.loc["a", "cosine_distance"] == pytest.approx(1 - (-1.0) / np.hypot(-1, 0.1))
+
+
+def test_memory_bank_with_pool_and_the_ablation_strategies() -> None:
+    ids, score = np.array(["a", "b", "c"]), np.array([0.50, 0.51, 0.52])
+    semantic = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    bank_id = np.array([*ids, "p0", "p1", "p2"])
+    bank_score = np.array([*score, 0.505, 0.9, 0.49])
+    bank_sem = np.vstack([semantic, [[-1.0, 0.0], [-1.0, 0.0], [-0.6, -0.8]]])
+    source = np.array(["train"] * 3 + ["pool"] * 3)
+    args = (ids, score, semantic, bank_id, bank_score, bank_sem, 0.03, 1)
+    far = pairs.mine_pairs(*args, bank_source=source).set_index("image_id")
+    assert far.loc["a", "partner_id"] == "p0" and far.loc["a", "source"] == "pool"  # p1 is farther but 0.4 off
+    assert far.loc["b", "partner_id"] == "p2"
+    top = pairs.mine_pairs(*args, strategy="topk_mean", top_k=2)
+    assert top[top["image_id"] == "a"]["partner_id"].tolist() == ["p0", "p2"]
+    assert top[top["image_id"] == "a"]["rank"].tolist() == [0, 1]
+    draws = {pairs.mine_pairs(*args, strategy="random", seed=s).set_index("image_id").loc["a", "partner_id"]
+             for s in range(20)}
+    assert draws == {"b", "c", "p0", "p2"}  # every quality-matched candidate, never p1 or a itself
+    matrix = pairs.partner_matrix(top, ids, bank_id)
+    assert matrix.shape == (3, 2) and bank_id[matrix[0]].tolist() == ["p0", "p2"]
+    with pytest.raises(KeyError, match="unknown partner strategy"):
+        pairs.mine_pairs(*args, strategy="nearest")
 
 
 def test_observation_counts_near_neighbours_with_large_gaps() -> None:
@@ -91,10 +114,19 @@ def test_metrics_summary_and_ridge() -> None:
     s = np.linspace(0, 1, 20)
     m = evaluate.metrics(s, s ** 2)
     assert m["srcc"] == pytest.approx(1.0) and m["krcc"] == pytest.approx(1.0) and m["plcc"] < 1.0
-    per_split = pd.DataFrame({"model": ["a"] * 4, "srcc": [0.1, 0.2, 0.3, 0.4], "plcc": 0.5, "krcc": 0.5, "rmse": 0.1})
-    summary = evaluate.summarise(per_split).iloc[0]
-    assert summary["srcc_median"] == pytest.approx(0.25) and summary["srcc_iqr"] == pytest.approx(0.15)
-    assert "| a | 4 | 0.250 (0.150)" in evaluate.to_markdown(evaluate.summarise(per_split), "t")
+    a = pd.DataFrame({"model": "a", "split": range(8), "srcc": np.linspace(0.1, 0.8, 8), "plcc": 0.5, "krcc": 0.5,
+                      "rmse": 0.1})
+    b = a.assign(model="b", srcc=a["srcc"] + 0.05)
+    c = a.assign(model="c", srcc=a["srcc"] + [0.01, -0.01] * 4)
+    summary = evaluate.summarise(pd.concat([a, b, c]), reference="a", resamples=500).set_index("model")
+    assert summary.loc["a", "srcc_median"] == pytest.approx(0.45) and summary.loc["a", "srcc_iqr"] == pytest.approx(0.35)
+    assert summary.loc["a", "srcc_ci_low"] < 0.45 < summary.loc["a", "srcc_ci_high"]
+    assert summary.loc["a", "plcc_ci_low"] == summary.loc["a", "plcc_ci_high"] == 0.5  # no spread, no interval
+    # b beats a on all 8 splits: the exact two-sided signed-rank p is 2 / 2**8; c is a coin toss
+    assert summary.loc["b", "srcc_p_vs_a"] == pytest.approx(2 / 2 ** 8) and summary.loc["b", "srcc_wins_vs_a"] == 8
+    assert summary.loc["c", "srcc_p_vs_a"] > 0.5 and summary.loc["a", "srcc_p_vs_a"] == 1.0
+    table = evaluate.to_markdown(summary.reset_index(), "t", reference="a")
+    assert "| b | 8 | 0.500 (0.350) [" in table and "p=0.008 (8/8)" in table
     x, y = _toy(200)
     pred = evaluate.ridge_floor(x[:150], y[:150], x[150:], [0.1, 1.0])
     assert evaluate.metrics(y[150:], pred)["srcc"] > 0.8
@@ -127,3 +159,17 @@ def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None
     with torch.no_grad():
         assert torch.allclose(model(x, noise=partner, eps=0.0), model(x))
         assert not torch.allclose(model(x, noise=partner, eps=0.3), model(x))
+
+
+def test_sensitivity_measures_the_prediction_shift_under_matched_noise() -> None:
+    from qfm_iqm.sensitivity import sensitivity
+
+    x, y = _toy(40)
+    model = QualityModel(x.shape[-1], head="linear", dropout=0.0)
+    model.fit_normaliser(torch.from_numpy(x))
+    partners = np.roll(np.arange(len(x)), 1)
+    zero = sensitivity(model, x, y, partners, eps=0.0, large_gap=0.2)
+    assert zero["mean_abs_shift"] == 0 and zero["srcc_noisy"] == zero["srcc_clean"]
+    small, large = (sensitivity(model, x, y, partners, eps=e, large_gap=0.2) for e in (0.3, 0.6))
+    assert small["mean_abs_shift"] > 0 and large["mean_abs_shift"] == pytest.approx(2 * small["mean_abs_shift"], rel=1e-4)
+    assert 0 <= small["nn_fraction_large_gap"] <= 1 and small["relative_shift"] > 0

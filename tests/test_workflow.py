@@ -37,29 +37,66 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
 
     splits = pd.read_csv(res / "splits.csv")
     summary = pd.read_csv(res / "summary.csv")
-    assert summary["model"].tolist() == ["ridge", "teacher", "student"] and (summary["splits"] == 2).all()
+    models = ["ridge", "teacher", "full", "baseline", "topk_partner"]
+    assert summary["model"].tolist() == models and (summary["splits"] == 2).all()
     assert summary[["srcc_median", "plcc_median", "krcc_median"]].abs().le(1).all().all()
-    assert "| student | 2 |" in (res / "summary.md").read_text()
+    assert (summary["srcc_ci_low"] <= summary["srcc_median"]).all() and (summary["srcc_median"] <= summary["srcc_ci_high"]).all()
+    assert summary.set_index("model").loc["baseline", "srcc_p_vs_baseline"] == 1.0
+    assert "| full | 2 |" in (res / "summary.md").read_text()
+    sensitivity = pd.read_csv(res / "sensitivity.csv")
+    assert sensitivity["model"].tolist() == models[1:] and (sensitivity["mean_abs_shift"] > 0).all()
+    pool_size = len(pd.read_csv(tiny_run / f"data/{DS}/pool/meta.csv"))
     for split in (0, 1):
         d = res / f"split{split}"
         preds = pd.read_csv(d / "predictions.csv")
+        assert list(preds.columns[-5:]) == models
         test_ids = splits[(splits["split"] == split) & (splits["part"] == "test")]["image_id"]
         assert sorted(preds["image_id"]) == sorted(test_ids)  # evaluated on the test part only
         refs = meta.set_index("image_id")["ref_id"]
         train_ids = splits[(splits["split"] == split) & (splits["part"] == "train")]["image_id"]
         assert set(refs[preds["image_id"]]).isdisjoint(refs[train_ids])
-        pairs = pd.read_csv(d / "pairs.csv")
-        assert not set(pairs["partner_id"]) & set(test_ids) and (pairs["image_id"] != pairs["partner_id"]).all()
+        farthest = pd.read_csv(d / "pairs/farthest_train_pool.csv")  # the full model's memory: train + pool
+        assert sorted(farthest["image_id"]) == sorted(train_ids) and (farthest["rank"] == 0).all()
+        assert set(farthest["partner_id"]) <= {*train_ids, *("pool/" + pd.read_csv(d / "pool_labels.csv")["image_id"])}
+        assert not set(farthest["partner_id"]) & set(test_ids) and (farthest["image_id"] != farthest["partner_id"]).all()
+        topk = pd.read_csv(d / "pairs/topk_mean_train.csv")
+        assert (topk["source"] == "train").all() and topk.groupby("image_id").size().max() == 2
         assert pd.read_csv(d / "teacher_log.csv")["epoch"].tolist() == [1, 2, 3]
-        student_log = pd.read_csv(d / "student_log.csv")
-        assert (student_log[["loss_kd", "loss_adv", "loss_sens"]] > 0).all().all()  # distillation and matching on
-        assert len(pd.read_csv(d / "pool_labels.csv")) == len(pd.read_csv(tiny_run / f"data/{DS}/pool/meta.csv")) == 4
-    for name in ["scatter_ridge", "scatter_teacher", "scatter_student", "pair_distance"]:
+        full_log = pd.read_csv(d / "students/full_log.csv")
+        assert (full_log[["loss_kd", "loss_adv", "loss_sens"]] > 0).all().all()  # distillation and matching on
+        baseline_log = pd.read_csv(d / "students/baseline_log.csv")
+        assert (baseline_log[["loss_kd", "loss_adv", "loss_sens"]] == 0).all().all()
+        assert json.loads((d / "students/full.json").read_text())["pool_images_distilled"] == pool_size == 4
+        assert json.loads((d / "students/baseline.json").read_text())["pool_images_distilled"] == 0
+        assert len(pd.read_csv(d / "pool_labels.csv")) == pool_size
+    for name in ["scatter_ridge", "scatter_teacher", "scatter_full", "pair_distance"]:
         assert (res / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (res / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
     sha = (tiny_run / "results/weights/tf_efficientnet_lite0.sha256").read_text().split()[0]
     assert len(sha) == 64
-    assert (tiny_run / f"benchmarks/{DS}/split0/train_student.tsv").is_file()
+    assert (tiny_run / f"benchmarks/{DS}/split0/train_student_full.tsv").is_file()
+
+
+def test_one_seed_gives_identical_results_across_runs(tiny_run: Path, tmp_path: Path) -> None:
+    snakemake(tmp_path, write_config(tmp_path, tiny_config()))
+    for name in ["metrics.csv", "sensitivity.csv", "split0/predictions.csv", "split1/students/full_log.csv"]:
+        assert (tmp_path / f"results/{DS}" / name).read_bytes() == (tiny_run / f"results/{DS}" / name).read_bytes(), name
+
+
+def test_finetune_mode_trains_the_backbone_inside_the_workflow(tiny_run: Path) -> None:
+    config = tiny_config()
+    config["finetune"]["enabled"] = True
+    changed = write_config(tiny_run, config, "finetune.yaml")
+    jobs = scheduled_jobs(snakemake(tiny_run, changed, "-n"))
+    assert dict(jobs) == {"finetune_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}
+    snakemake(tiny_run, changed, f"results/{DS}/split0/finetune/predictions.csv")
+    d = tiny_run / f"results/{DS}/split0/finetune"
+    log = pd.read_csv(d / "log.csv")
+    assert log["epoch"].tolist() == [1, 2, 3] and (log[["loss_adv", "loss_sens", "loss_kd"]] > 0).all().all()
+    assert json.loads((d / "info.json").read_text())["pool_images_distilled"] == 4
+    preds = pd.read_csv(d / "predictions.csv")
+    test = pd.read_csv(tiny_run / f"results/{DS}/split0/predictions.csv")
+    assert sorted(preds["image_id"]) == sorted(test["image_id"]) and np.isfinite(preds["finetune"]).all()
 
 
 def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
@@ -67,21 +104,24 @@ def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+SCORING = {"evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}
+
+
 @pytest.mark.parametrize("path, value, expected", [
-    (("student", "train", "epochs"), 4,
-     {"train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
-    (("teacher", "arch", "hidden"), 48,
-     {"train_teacher": 2, "train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
-    (("pairs", "tau"), 0.1, {"mine_pairs": 2, "plot_pairs": 1, "train_student": 2, "evaluate_split": 2,
-                             "summarize": 1, "plot_scatter": 3, "all": 1}),
-    (("student", "matching", "eps"), 0.5,
-     {"train_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}),
+    (("student", "train", "epochs"), 4, {"train_student": 6, **SCORING}),  # every variant inherits it
+    (("student", "matching", "eps"), 0.5, {"train_student": 4, **SCORING}),  # the variants with matching
+    (("ablation", "variants", "topk_partner", "arch"), {"hidden": 8}, {"train_student": 2, **SCORING}),
+    (("teacher", "arch", "hidden"), 48,  # not the baseline: it reads no teacher labels
+     {"train_teacher": 2, "label_pool": 2, "mine_pairs": 2, "train_student": 4, **SCORING}),
+    (("pairs", "tau"), 0.1, {"mine_pairs": 4, "train_student": 4, **SCORING}),
+    (("pairs", "top_k"), 3, {"mine_pairs": 2, "train_student": 2, **SCORING}),
     (("datasets", DS, "n_splits"), 3,
-     {"make_splits": 1, "mine_pairs": 3, "train_teacher": 3, "train_student": 3, "evaluate_split": 3,
-      "summarize": 1, "plot_scatter": 3, "plot_pairs": 1, "all": 1}),
+     {"make_splits": 1, "pair_observation": 3, "mine_pairs": 6, "train_teacher": 3, "label_pool": 3,
+      "train_student": 9, **SCORING, "evaluate_split": 3, "plot_pairs": 1}),
     (("datasets", DS, "pool", "per_image"), 1,
-     {"build_expansion_pool": 1, "extract_features": 1, "train_student": 2, "evaluate_split": 2, "summarize": 1,
-      "plot_scatter": 3, "all": 1}),
+     {"build_expansion_pool": 1, "extract_features": 1, "label_pool": 2, "mine_pairs": 2, "train_student": 4,
+      **SCORING}),
+    (("figures", "dpi"), 30, {"plot_scatter": 3, "plot_pairs": 1, "all": 1}),
 ])
 def test_changing_one_knob_reruns_exactly_the_dependent_jobs(tiny_run: Path, path: tuple[str, ...], value: float,
                                                               expected: dict) -> None:
@@ -152,18 +192,19 @@ def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
     proc = snakemake(tmp_path, REPO / "config/livec.yaml", "-n")
     jobs = scheduled_jobs(proc)
     for rule in ["prepare_dataset", "build_expansion_pool", "convert_weights", "extract_features", "mine_pairs",
-                 "train_teacher", "train_student", "evaluate_split", "plot_scatter", "plot_pairs"]:
+                 "train_teacher", "label_pool", "train_student", "evaluate_split", "plot_scatter", "plot_pairs"]:
         assert jobs[rule] >= 1, rule
-    assert jobs["train_teacher"] == jobs["train_student"] == jobs["evaluate_split"] == 10
+    assert jobs["train_teacher"] == jobs["label_pool"] == jobs["evaluate_split"] == 10
+    assert jobs["train_student"] == 10 * 8  # the full model and seven ablation variants
 
 
 def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None:
     proc = snakemake(tmp_path, REPO / "config/config.yaml", "--lint", check=False)
-    findings = set(re.findall(r"^\s+\* (.+)$", proc.stdout + proc.stderr, flags=re.M))
+    findings = set(re.findall(r"^\s+\* (.+)$", proc.stdout + proc.stderr, flags=re.MULTILINE))
     assert findings == {"Specify a conda environment or container for each rule.:"}, findings
 
 
 def test_html_report_bundles_the_figures(tiny_run: Path) -> None:
     snakemake(tiny_run, tiny_run / "config.yaml", "--report", "report.html")
     html = (tiny_run / "report.html").read_text(errors="replace")
-    assert "scatter_student.png" in html and "pair_distance.png" in html
+    assert "scatter_full.png" in html and "pair_distance.png" in html

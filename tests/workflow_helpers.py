@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

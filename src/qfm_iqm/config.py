@@ -33,3 +33,47 @@ def validate(config: dict, schema_path: str | Path) -> None:
     messages += [f"config key 'run': dataset '{name}' has no entry under 'datasets'" for name in missing]
     if messages:
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(messages)))
+
+
+RESERVED_MODELS = ("ridge", "teacher", "full")
+
+
+def _patch(base: dict, patch: dict, key: str) -> dict:
+    """``base`` with ``patch`` merged in recursively; every patched key must exist in ``base``."""
+    out = dict(base)
+    for k, v in patch.items():
+        if k not in base:
+            raise ConfigError(f"unknown config key '{key}.{k}'")
+        out[k] = _patch(base[k], v, f"{key}.{k}") if isinstance(v, dict) and isinstance(base[k], dict) else v
+    return out
+
+
+def resolve_variants(config: dict, schema_path: str | Path) -> dict[str, dict]:
+    """The student configs of the ablation: ``full`` (the ``student`` section) and every variant
+    named in ``ablation.run``, each the student section with its overrides from
+    ``ablation.variants``; all validated."""
+    variants = {"full": config["student"]}
+    for name in config["ablation"]["run"]:
+        key = f"ablation.variants.{name}"
+        if name in RESERVED_MODELS:
+            raise ConfigError(f"config key 'ablation.run': the name '{name}' is reserved")
+        if name not in config["ablation"]["variants"]:
+            raise ConfigError(f"config key 'ablation.run': variant '{name}' has no entry under 'ablation.variants'")
+        variants[name] = _patch(config["student"], config["ablation"]["variants"][name] or {}, key)
+        try:
+            validate({**config, "student": variants[name]}, schema_path)
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("key 'student.", f"key '{key}.")) from None
+    reference = config["ablation"]["reference"]
+    if reference not in (*variants, "ridge", "teacher"):
+        raise ConfigError(f"config key 'ablation.reference': '{reference}' is not a model of this run")
+    return variants
+
+
+def active_settings(student: dict) -> dict:
+    """A student config without the matching settings it does not use (matching off), so that
+    changing them does not rerun it."""
+    matching = student["matching"]
+    if matching["adv_weight"] > 0 or matching["sens_weight"] > 0:
+        return student
+    return {**student, "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}

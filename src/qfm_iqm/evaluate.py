@@ -34,22 +34,62 @@ def split_metrics(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return pd.DataFrame([{"model": m, **metrics(predictions["score"], predictions[m])} for m in models])
 
 
-def summarise(per_split: pd.DataFrame) -> pd.DataFrame:
-    """Median and inter-quartile range of every metric per model over splits."""
+def bootstrap_ci(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap CI of the median over splits (NaN with fewer than two splits)."""
+    if len(values) < 2 or np.ptp(values) == 0:
+        v = float(np.median(values)) if len(values) else np.nan
+        return v, v
+    res = stats.bootstrap((values,), np.median, n_resamples=resamples, confidence_level=confidence,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired per-split values (1.0 when identical)."""
+    d = np.asarray(a) - np.asarray(b)
+    if np.allclose(d, 0):
+        return 1.0
+    return float(stats.wilcoxon(a, b).pvalue)
+
+
+def summarise(per_split: pd.DataFrame, reference: str | None = None, resamples: int = 2000,
+              confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Median and inter-quartile range of every metric per model over splits; for SRCC and PLCC
+    also a bootstrap CI of the median and, against ``reference`` on the same splits, a paired
+    Wilcoxon p-value and the number of splits where the model is higher."""
     grouped = per_split.groupby("model", sort=False)[METRICS]
     q1, med, q3 = grouped.quantile(0.25), grouped.median(), grouped.quantile(0.75)
     out = pd.DataFrame({"splits": grouped.size()})
+    wide = {m: per_split.pivot(index="split", columns="model", values=m) for m in ("srcc", "plcc")}
     for m in METRICS:
         out[f"{m}_median"] = med[m]
         out[f"{m}_iqr"] = q3[m] - q1[m]
+        if m not in wide:
+            continue
+        ci = {model: bootstrap_ci(wide[m][model].dropna().to_numpy(), resamples, confidence, seed)
+              for model in out.index}
+        out[f"{m}_ci_low"] = [ci[k][0] for k in out.index]
+        out[f"{m}_ci_high"] = [ci[k][1] for k in out.index]
+        if reference is not None:
+            ref = wide[m][reference]
+            out[f"{m}_p_vs_{reference}"] = [paired_wilcoxon(wide[m][k], ref) for k in out.index]
+            out[f"{m}_wins_vs_{reference}"] = [int((wide[m][k] > ref).sum()) for k in out.index]
     return out.reset_index()
 
 
-def to_markdown(summary: pd.DataFrame, title: str) -> str:
-    """A Markdown table of median (IQR) per metric."""
-    header = "| model | splits | " + " | ".join(f"{m.upper()} median (IQR)" for m in METRICS) + " |"
-    lines = [f"# {title}", "", header, "|" + "---|" * (2 + len(METRICS))]
+def to_markdown(summary: pd.DataFrame, title: str, reference: str | None = None) -> str:
+    """A Markdown table of median (IQR) per metric, with the CI and p-value columns when present."""
+    def cell(r: pd.Series, m: str) -> str:
+        text = f"{r[f'{m}_median']:.3f} ({r[f'{m}_iqr']:.3f})"
+        if f"{m}_ci_low" in r:
+            text += f" [{r[f'{m}_ci_low']:.3f}, {r[f'{m}_ci_high']:.3f}]"
+        if reference is not None and f"{m}_p_vs_{reference}" in r:
+            text += f" p={r[f'{m}_p_vs_{reference}']:.3f} ({r[f'{m}_wins_vs_{reference}']}/{r['splits']})"
+        return text
+
+    names = [m.upper() + (" median (IQR) [CI]" + (f" p vs {reference} (wins)" if reference else "")
+                          if f"{m}_ci_low" in summary else " median (IQR)") for m in METRICS]
+    lines = [f"# {title}", "", "| model | splits | " + " | ".join(names) + " |", "|" + "---|" * (2 + len(METRICS))]
     for _, r in summary.iterrows():
-        cells = [f"{r[f'{m}_median']:.3f} ({r[f'{m}_iqr']:.3f})" for m in METRICS]
-        lines.append(f"| {r['model']} | {r['splits']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['model']} | {r['splits']} | " + " | ".join(cell(r, m) for m in METRICS) + " |")
     return "\n".join(lines) + "\n"

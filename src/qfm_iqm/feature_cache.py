@@ -32,7 +32,7 @@ class FeatureSet:
         """Crop-averaged final-stage descriptor: the semantic feature used for matching."""
         return self.block("final_mean").mean(1)
 
-    def subset(self, image_ids: pd.Series) -> "FeatureSet":
+    def subset(self, image_ids: pd.Series) -> FeatureSet:
         """The features of ``image_ids``, in that order (all must be present)."""
         pos = pd.Index(self.image_id).get_indexer(image_ids.astype(str))
         if (pos < 0).any():
@@ -44,6 +44,6 @@ class FeatureSet:
                   block_names=np.array(self.block_names), block_sizes=np.array(self.block_sizes))
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureSet":
+    def load(cls, path: str | Path) -> FeatureSet:
         with np.load(path) as z:
             return cls(z["image_id"], z["features"], list(z["block_names"]), [int(s) for s in z["block_sizes"]])

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from qfm_iqm.evaluate import metrics  # noqa: E402
-from qfm_iqm.io import atomic_path  # noqa: E402
+from qfm_iqm.evaluate import metrics
+from qfm_iqm.io import atomic_path
 
 
 def save(fig: plt.Figure, outputs: list[str | Path], dpi: int) -> None:

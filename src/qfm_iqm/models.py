@@ -98,6 +98,10 @@ class QualityModel(nn.Module):
             self.out_scale.fill_(scale)
             self.out_shift.fill_(y.mean() - scale * pred.mean())
 
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head sees: standardised features, gated when the model has a gate."""
+        return self.gate((x - self.mean) / self.std)
+
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
         """Scores; with ``noise`` (partner features), the semantic-noise path of QFM-IQM:
         standardised features plus ``eps`` x standardised partner features, then gate and head."""

@@ -1,37 +1,105 @@
-"""Pair mining: quality-matched, semantically distant partners, and the paper's observation.
+"""Pair mining: quality-matched, semantically distant partners from a memory bank, and the
+paper's observation.
 
-For a training image i, candidates are the items with |y_k - y_i| <= tau (k != i); when there
-are none, the ``k_fallback`` items nearest in score. Among candidates the partner is the one
-with the largest cosine distance of the semantic (pooled deep) feature.
+The memory bank holds (semantic feature, normalised score) entries: the training split and,
+optionally, the teacher-labelled expansion pool. For a query image i the candidates are the
+bank entries with |y_k - y_i| <= tau (never i itself); when there are none, the ``k_fallback``
+entries nearest in score. A *partner strategy* (registry ``STRATEGIES``) picks among them by the
+cosine distance of the semantic features: the farthest (the method), a random one, or the
+``top_k`` farthest whose features are averaged (ablations).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-
-def cosine_distance_matrix(x: np.ndarray) -> np.ndarray:
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
-    return 1.0 - unit @ unit.T
+Strategy = Callable[[np.ndarray, np.ndarray, np.random.Generator, int], np.ndarray]
+STRATEGIES: dict[str, Strategy] = {}
 
 
-def mine_pairs(image_id: np.ndarray, score: np.ndarray, semantic: np.ndarray, tau: float,
-               k_fallback: int) -> pd.DataFrame:
-    """One row per item: its partner, the score gap and the semantic cosine distance."""
-    dist = cosine_distance_matrix(semantic)
-    gap = np.abs(score[:, None] - score[None, :])
-    np.fill_diagonal(gap, np.inf)
+def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
+    def wrap(fn: Strategy) -> Strategy:
+        STRATEGIES[name] = fn
+        return fn
+
+    return wrap
+
+
+@register_strategy("farthest")
+def farthest(cand: np.ndarray, dist: np.ndarray, rng: np.random.Generator, top_k: int) -> np.ndarray:
+    """The semantically most distant candidate (QFM-IQM)."""
+    return cand[[np.argmax(dist[cand])]]
+
+
+@register_strategy("random")
+def random_candidate(cand: np.ndarray, dist: np.ndarray, rng: np.random.Generator, top_k: int) -> np.ndarray:
+    """A uniformly random quality-matched candidate (ablation)."""
+    return rng.choice(cand, 1)
+
+
+@register_strategy("topk_mean")
+def topk_mean(cand: np.ndarray, dist: np.ndarray, rng: np.random.Generator, top_k: int) -> np.ndarray:
+    """The ``top_k`` most distant candidates; training adds the mean of their features (ablation)."""
+    return cand[np.argsort(-dist[cand], kind="stable")[:top_k]]
+
+
+def cosine_distance_matrix(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """Pairwise cosine distances between the rows of ``x`` and of ``y`` (default ``x``)."""
+    def unit(a: np.ndarray) -> np.ndarray:
+        return a / np.linalg.norm(a, axis=1, keepdims=True).clip(min=1e-12)
+
+    return 1.0 - unit(x) @ unit(x if y is None else y).T
+
+
+def mine_pairs(query_id: np.ndarray, query_score: np.ndarray, query_sem: np.ndarray, bank_id: np.ndarray,
+               bank_score: np.ndarray, bank_sem: np.ndarray, tau: float, k_fallback: int,
+               strategy: str = "farthest", top_k: int = 1, seed: int = 0,
+               bank_source: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per (query, partner): partner id and source, rank, score gap, cosine distance.
+
+    A bank entry with the query's id is never its own partner.
+    """
+    if strategy not in STRATEGIES:
+        raise KeyError(f"unknown partner strategy {strategy!r}; known: {sorted(STRATEGIES)}")
+    pick = STRATEGIES[strategy]
+    source = np.full(len(bank_id), "train", dtype=object) if bank_source is None else np.asarray(bank_source)
+    dist = cosine_distance_matrix(query_sem, bank_sem)
+    gap = np.abs(query_score[:, None] - bank_score[None, :])
+    gap[np.asarray(query_id)[:, None] == np.asarray(bank_id)[None, :]] = np.inf
+    rng = np.random.default_rng(seed)
     rows = []
-    for i in range(len(score)):
+    for i in range(len(query_id)):
         cand = np.flatnonzero(gap[i] <= tau)
         fallback = cand.size == 0
         if fallback:
             cand = np.argsort(gap[i], kind="stable")[:k_fallback]
-        j = cand[np.argmax(dist[i, cand])]
-        rows.append({"image_id": image_id[i], "partner_id": image_id[j], "score_gap": gap[i, j],
-                     "cosine_distance": dist[i, j], "candidates": cand.size, "fallback": fallback})
+        for rank, j in enumerate(pick(cand, dist[i], rng, top_k)):
+            rows.append({"image_id": query_id[i], "partner_id": bank_id[j], "source": source[j], "rank": rank,
+                         "score_gap": gap[i, j], "cosine_distance": dist[i, j], "candidates": cand.size,
+                         "fallback": fallback})
     return pd.DataFrame(rows)
+
+
+def partner_matrix(table: pd.DataFrame, query_id: np.ndarray, bank_id: np.ndarray) -> np.ndarray:
+    """(queries, partners) row indices into the bank, from a ``mine_pairs`` table.
+
+    Queries with fewer partners than the widest repeat their last one (a mean is unchanged only
+    when counts agree, so strategies that pick several always pick ``top_k`` when they can).
+    """
+    bank = pd.Index(bank_id)
+    groups = table.sort_values(["image_id", "rank"]).groupby("image_id", sort=False)["partner_id"]
+    lists = {k: bank.get_indexer(v) for k, v in groups}
+    missing = [q for q in query_id if q not in lists]
+    if missing:
+        raise KeyError(f"no partner mined for images {missing[:5]}")
+    width = max(len(v) for v in lists.values())
+    out = np.array([np.pad(lists[q], (0, width - len(lists[q])), mode="edge") for q in query_id])
+    if (out < 0).any():
+        raise KeyError("a mined partner is not in the memory bank")
+    return out
 
 
 def observation(score: np.ndarray, semantic: np.ndarray, large_gap: float, n_random: int,
@@ -50,7 +118,7 @@ def observation(score: np.ndarray, semantic: np.ndarray, large_gap: float, n_ran
     b = (a + rng.integers(1, len(score), n_random)) % len(score)
     rand_gap = np.abs(score[a] - score[b])
     stats = {
-        "items": int(len(score)),
+        "items": len(score),
         "large_gap": large_gap,
         "nn_fraction_large_gap": float((nn_gap > large_gap).mean()),
         "random_fraction_large_gap": float((rand_gap > large_gap).mean()),

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 from qfm_iqm.config import ConfigError
@@ -16,7 +17,8 @@ from qfm_iqm.stages import STAGES
 def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, threads: int = 1) -> None:
     """Call stage ``name``; stderr (progress bars) and logging go to ``log_path``.
 
-    Bad input (InputError, ConfigError) ends the job with a one-line message naming the culprit,
+    Snakemake's named inputs, outputs and params reach the stage as plain namespaces (an optional
+    input is present or not: ``hasattr``). Bad input (InputError, ConfigError) ends the job with a one-line message naming the culprit,
     on the console and in the log; any other error keeps its traceback in the log.
     """
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # read by torch when a stage imports it
@@ -25,7 +27,7 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
         try:
-            STAGES[name](input, output, params)
+            STAGES[name](*(SimpleNamespace(**dict(files.items())) for files in (input, output, params)))
         except (InputError, ConfigError) as err:
             logging.getLogger(name).error("%s", err)
             print(f"ERROR in {name}: {err}", file=sys.__stderr__)

@@ -86,27 +86,57 @@ def make_splits(input: NS, output: NS, params: NS) -> None:
     write_csv(table, output.splits)
 
 
-def _labelled(input: NS, split: int, part: str) -> tuple[pd.DataFrame, FeatureSet]:
-    """Meta rows and features of one part of one split."""
+def _part(input: NS, split: int, part: str) -> pd.DataFrame:
+    """Meta rows of one part of one split."""
     meta = read_meta(input.meta).set_index("image_id", drop=False)
     ids = splits.split_ids(pd.read_csv(input.splits, dtype={"image_id": str}), split, part)
-    rows = meta.loc[ids].reset_index(drop=True)
+    return meta.loc[ids].reset_index(drop=True)
+
+
+def _labelled(input: NS, split: int, part: str) -> tuple[pd.DataFrame, FeatureSet]:
+    """Meta rows and cached features of one part of one split."""
+    rows = _part(input, split, part)
     return rows, FeatureSet.load(input.features).subset(rows["image_id"])
+
+
+@stage
+def pair_observation(input: NS, output: NS, params: NS) -> None:
+    rows, feats = _labelled(input, int(params.split), "train")
+    cfg = params.observation
+    stats, sample = pairs.observation(rows["score"].to_numpy(), feats.semantic(), cfg["large_gap"], cfg["n_random"],
+                                      cfg["seed"])
+    write_json(stats, output.stats)
+    write_csv(sample, output.sample)
+    log.info("observation: %s", stats)
+
+
+POOL_PREFIX = "pool/"  # pool ids in the memory bank, so that they never collide with labelled ids
+
+
+def _pool(input: NS) -> tuple[np.ndarray, np.ndarray, FeatureSet]:
+    """Bank ids, per-crop teacher scores (images, crops) and features of the expansion pool."""
+    labels = pd.read_csv(input.pool_labels, dtype={"image_id": str})
+    feats = FeatureSet.load(input.pool_features).subset(labels["image_id"])
+    y = labels.filter(regex=r"^crop\d+$").to_numpy()
+    return (POOL_PREFIX + labels["image_id"]).to_numpy(), y, feats
 
 
 @stage
 def mine_pairs(input: NS, output: NS, params: NS) -> None:
     rows, feats = _labelled(input, int(params.split), "train")
-    semantic = feats.semantic()
-    cfg = params.pairs
-    score = rows["score"].to_numpy()
-    table = pairs.mine_pairs(rows["image_id"].to_numpy(), score, semantic, cfg["tau"], cfg["k_fallback"])
-    stats, sample = pairs.observation(score, semantic, cfg["large_gap"], cfg["n_random"], cfg["seed"])
-    stats["fallback_fraction"] = float(table["fallback"].mean())
+    ids, score, semantic = rows["image_id"].to_numpy(), rows["score"].to_numpy(), feats.semantic()
+    bank = [ids, score, semantic, np.full(len(ids), "train", dtype=object)]
+    if params.memory == "train_pool":
+        pool_ids, y_pool, pool_feats = _pool(input)
+        pool = [pool_ids, y_pool.mean(1), pool_feats.semantic(), np.full(len(pool_ids), "pool", dtype=object)]
+        bank = [np.concatenate([a, b]) for a, b in zip(bank, pool, strict=True)]
+    table = pairs.mine_pairs(ids, score, semantic, *bank[:3], strategy=params.strategy, bank_source=bank[3],
+                             **params.matcher)
     write_csv(table, output.pairs)
-    write_json(stats, output.stats)
-    write_csv(sample, output.sample)
-    log.info("pairs: %s", stats)
+    first = table[table["rank"] == 0]
+    log.info("%s partners from a bank of %d (%s memory): %.0f%% from the pool, %.0f%% by fallback, median "
+             "cosine distance %.3f", params.strategy, len(bank[0]), params.memory, 100 * (first["source"] == "pool").mean(),
+             100 * first["fallback"].mean(), first["cosine_distance"].median())
 
 
 def _fit(arch: dict, cfg: dict, x: np.ndarray, y: np.ndarray, out_model: str, out_log: str,
@@ -130,43 +160,131 @@ def train_teacher(input: NS, output: NS, params: NS) -> None:
 
 
 @stage
-def train_student(input: NS, output: NS, params: NS) -> None:
+def label_pool(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.models import load_model
     from qfm_iqm.train import predict_crops
 
-    rows, feats = _labelled(input, int(params.split), "train")
     pool_meta = read_meta(input.pool_meta, POOL_COLUMNS)
-    x_pool = FeatureSet.load(input.pool_features).subset(pool_meta["image_id"]).features
-    y_pool = predict_crops(load_model(input.teacher), x_pool)
-    mined = pd.read_csv(input.pairs, dtype={"image_id": str, "partner_id": str}).set_index("image_id")
-    partners = pd.Index(rows["image_id"]).get_indexer(mined.loc[rows["image_id"], "partner_id"])
+    y = predict_crops(load_model(input.teacher), FeatureSet.load(input.pool_features).subset(pool_meta["image_id"]).features)
+    crops = pd.DataFrame(y, columns=[f"crop{c}" for c in range(y.shape[1])])
+    write_csv(pd.concat([pool_meta[["image_id", "distortion", "level"]].assign(teacher_score=y.mean(1)), crops], axis=1),
+              output.labels)
+    log.info("teacher labelled %d pool images: scores %.3f..%.3f", len(y), y.mean(1).min(), y.mean(1).max())
+
+
+def _memory_and_pool(input: NS, train_ids: np.ndarray, student: dict) -> tuple[FeatureSet | None, pd.DataFrame | None,
+                                                                            np.ndarray, np.ndarray | None]:
+    """What a student reads besides its labelled part: the pool's features and teacher labels (when
+    it distils or keeps the pool in memory), the ids of its memory bank and its partner rows there."""
+    pool_feats = labels = None
+    bank_ids = train_ids
+    if hasattr(input, "pool_labels"):
+        _, _, pool_feats = _pool(input)
+        labels = pd.read_csv(input.pool_labels, dtype={"image_id": str})
+        if student["matching"].get("memory") == "train_pool":
+            bank_ids = np.concatenate([train_ids, (POOL_PREFIX + labels["image_id"]).to_numpy()])
+    partners = None
+    if hasattr(input, "pairs"):
+        partners = pairs.partner_matrix(pd.read_csv(input.pairs, dtype={"image_id": str, "partner_id": str}),
+                                        train_ids, bank_ids)
+    return pool_feats, labels, bank_ids, partners
+
+
+def _write_info(path: str, rows: pd.DataFrame, student: dict, labels: pd.DataFrame | None, bank_ids: np.ndarray,
+                partners: np.ndarray | None) -> None:
+    """Record how many labelled and pool images a student used, and how big its memory was."""
+    distils = labels is not None and student["distillation"]["kd_weight"] > 0
+    info = {"labelled_images": len(rows), "pool_images_distilled": len(labels) if distils else 0,
+            "memory_entries": len(bank_ids) if partners is not None else 0,
+            "partners_from_pool": float((partners >= len(rows)).mean()) if partners is not None else 0.0}
+    write_json(info, path)
+    log.info("student data: %s", info)
+
+
+def _loss_settings(student: dict) -> dict:
+    """The loss and schedule keys of a student config, flat."""
+    matching = {k: v for k, v in student["matching"].items() if k not in ("strategy", "memory")}
+    return {**student["train"], **student["distillation"], **matching}
+
+
+@stage
+def train_student(input: NS, output: NS, params: NS) -> None:
+    rows, feats = _labelled(input, int(params.split), "train")
     student = params.student
-    cfg = {**student["train"], **student["distillation"], **student["matching"]}
-    _fit(student["arch"], cfg, feats.features, rows["score"].to_numpy(),
-         output.model, output.log, x_pool=x_pool, y_pool=y_pool, partners=partners)
-    write_csv(pool_meta[["image_id", "distortion", "level"]].assign(teacher_score=y_pool.mean(1)),
-              output.pool_labels)
-    log.info("student trained on %d labelled images and %d teacher-labelled pool images", len(rows), len(pool_meta))
+    pool_feats, labels, bank_ids, partners = _memory_and_pool(input, rows["image_id"].to_numpy(), student)
+    extra = {}
+    if labels is not None and student["distillation"]["kd_weight"] > 0:
+        extra.update(x_pool=pool_feats.features, y_pool=labels.filter(regex=r"^crop\d+$").to_numpy())
+    if partners is not None:
+        memory = feats.features if len(bank_ids) == len(rows) else np.concatenate([feats.features, pool_feats.features])
+        extra.update(partners=partners, memory=memory)
+    _fit(student["arch"], _loss_settings(student), feats.features, rows["score"].to_numpy(), output.model,
+         output.log, **extra)
+    _write_info(output.info, rows, student, labels, bank_ids, partners)
+
+
+@stage
+def finetune_student(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import finetune
+    from qfm_iqm.features import CropRecipe
+
+    split = int(params.split)
+    rows, test = _part(input, split, "train"), _part(input, split, "test")
+    student, cfg = params.student, params.finetune
+    _, labels, bank_ids, partners = _memory_and_pool(input, rows["image_id"].to_numpy(), student)
+    pool = memory = None
+    if labels is not None:
+        pool_meta = read_meta(input.pool_meta, POOL_COLUMNS).merge(labels[["image_id", "teacher_score"]], on="image_id")
+        if student["distillation"]["kd_weight"] > 0:
+            pool = pool_meta
+        memory = pd.concat([rows[["image_id", "path"]], pool_meta[["image_id", "path"]].assign(
+            image_id=POOL_PREFIX + pool_meta["image_id"])], ignore_index=True).set_index("image_id").loc[bank_ids]
+    own = {"lr" if k == "lr_head" else k: v for k, v in cfg.items() if k != "enabled"}
+    ft_cfg = finetune.FinetuneConfig(**{**_loss_settings(student), **own}, crop=params.crops["size"])
+    weights = input.weights if params.backbone["weights"] == "package" else params.backbone["weights"]
+    model, history = finetune.finetune(params.backbone["name"], weights, student["arch"], ft_cfg, rows, partners,
+                                       pool, None if memory is None else memory.reset_index())
+    finetune.save(model, output.model, params.backbone["name"])
+    write_csv(history, output.log)
+    preds = finetune.predict(model, test, CropRecipe(**params.crops), params.backbone["batch_size"], cfg["device"])
+    write_csv(test[["image_id"]].assign(finetune=preds), output.predictions)
+    _write_info(output.info, rows, student, labels, bank_ids, partners)
 
 
 @stage
 def evaluate_split(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
     from qfm_iqm.models import load_model
+    from qfm_iqm.sensitivity import sensitivity
     from qfm_iqm.train import predict
 
     split = int(params.split)
     train_rows, train_feats = _labelled(input, split, "train")
     rows, test_feats = _labelled(input, split, "test")
-    x = test_feats.features
+    x, y = test_feats.features, rows["score"].to_numpy()
     preds = rows[["image_id", "score", "score_raw", "ref_id", "distortion", "level"]].assign(split=split)
     preds["ridge"] = evaluate.ridge_floor(train_feats.features, train_rows["score"].to_numpy(), x, params.ridge_alphas)
-    preds["teacher"] = predict(load_model(input.teacher), x)
-    preds["student"] = predict(load_model(input.student), x)
-    table = evaluate.split_metrics(preds, ["ridge", "teacher", "student"]).assign(split=split)
+    models = {"teacher": load_model(input.teacher)}
+    models.update({name: load_model(path) for name, path in zip(params.variants, input.students, strict=True)})
+    cfg = params.sensitivity
+    ids = rows["image_id"].to_numpy()
+    matched = pairs.mine_pairs(ids, y, test_feats.semantic(), ids, y, test_feats.semantic(), cfg["tau"],
+                               cfg["k_fallback"])
+    partners = pd.Index(ids).get_indexer(matched["partner_id"])
+    sens = []
+    for name, model in models.items():
+        preds[name] = predict(model, x)
+        sens.append({"model": name, **sensitivity(model, x, y, partners, cfg["eps"], cfg["large_gap"])})
+    names = ["ridge", *models]
+    if hasattr(input, "finetune"):
+        preds["finetune"] = preds["image_id"].map(pd.read_csv(input.finetune, dtype={"image_id": str})
+                                                  .set_index("image_id")["finetune"])
+        names.append("finetune")
+    table = evaluate.split_metrics(preds, names).assign(split=split)
     write_csv(preds, output.predictions)
     write_csv(table, output.metrics)
-    log.info("split %d:\n%s", split, table.to_string(index=False))
+    write_csv(pd.DataFrame(sens).assign(split=split), output.sensitivity)
+    log.info("split %d:\n%s\n%s", split, table.to_string(index=False), pd.DataFrame(sens).to_string(index=False))
 
 
 @stage
@@ -174,11 +292,13 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
 
     per_split = pd.concat([pd.read_csv(p) for p in input.metrics], ignore_index=True)
-    summary = evaluate.summarise(per_split)
+    summary = evaluate.summarise(per_split, params.reference, **params.bootstrap)
+    sens = pd.concat([pd.read_csv(p) for p in input.sensitivity], ignore_index=True)
     write_csv(per_split, output.metrics)
     write_csv(summary, output.summary)
+    write_csv(sens.drop(columns="split").groupby("model", sort=False).median().reset_index(), output.sensitivity)
     title = f"{params.dataset}: {params.backbone} (frozen features), {len(input.metrics)} splits"
-    write_text(evaluate.to_markdown(summary, title), output.markdown)
+    write_text(evaluate.to_markdown(summary, title, params.reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
 
 

@@ -16,6 +16,7 @@ test data. The output is then affinely re-calibrated on the training part
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,43 @@ class TrainConfig:
     sens_weight: float = 0.0
 
 
+LOSS_TERMS = ["loss", "loss_clean", "loss_adv", "loss_sens", "loss_kd"]
+
+
+def qfm_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: TrainConfig, y: torch.Tensor,
+             pred: torch.Tensor, noisy: torch.Tensor | None = None, kd_pred: torch.Tensor | None = None,
+             kd_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The student's loss terms (keys ``LOSS_TERMS``; absent terms are left out): L_clean, with
+    ``noisy`` predictions L_adv and L_sens, with ``kd_pred`` L_kd, and their weighted sum ``loss``."""
+    terms = {"loss_clean": loss_fn(pred, y)}
+    loss = terms["loss_clean"]
+    if noisy is not None:
+        terms["loss_adv"] = loss_fn(noisy, y)
+        terms["loss_sens"] = (noisy - pred.detach()).abs().mean()
+        loss = loss + cfg.adv_weight * terms["loss_adv"] + cfg.sens_weight * terms["loss_sens"]
+    if kd_pred is not None:
+        terms["loss_kd"] = loss_fn(kd_pred, kd_target)
+        loss = loss + cfg.kd_weight * terms["loss_kd"]
+    terms["loss"] = loss
+    return terms
+
+
+def optimise(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+             terms: dict[str, torch.Tensor], totals: dict[str, float], steps_per_epoch: int) -> None:
+    """One optimiser and scheduler step on ``terms["loss"]``; adds the terms' epoch means to ``totals``."""
+    opt.zero_grad()
+    terms["loss"].backward()
+    opt.step()
+    sched.step()
+    for k, v in terms.items():
+        totals[k] += v.item() / steps_per_epoch
+
+
+def log_epoch(epoch: int, epochs: int, totals: dict[str, float], suffix: str = "") -> None:
+    log.info("epoch %d/%d loss %.4f (clean %.4f, adv %.4f, sens %.4f, kd %.4f)%s", epoch, epochs,
+             *(totals[k] for k in LOSS_TERMS), suffix)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -79,13 +117,15 @@ def _crops_as_samples(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch
 
 def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
           x_pool: np.ndarray | None = None, y_pool: np.ndarray | None = None,
-          partners: np.ndarray | None = None) -> pd.DataFrame:
+          partners: np.ndarray | None = None, memory: np.ndarray | None = None) -> pd.DataFrame:
     """Fit ``model`` on (images, crops, dim) features ``x`` with image scores ``y``.
 
     With ``x_pool``/``y_pool`` (teacher predictions per pool crop) and ``cfg.kd_weight > 0`` each
-    step adds the distillation loss on a pool batch of the same size. With ``partners`` (for each
-    image, the row of its matched partner in ``x``) and a non-zero ``adv_weight`` or
-    ``sens_weight`` it adds the semantic-noise terms. Returns the per-epoch log.
+    step adds the distillation loss on a pool batch of the same size. With ``partners`` and a
+    non-zero ``adv_weight`` or ``sens_weight`` it adds the semantic-noise terms: ``partners`` holds,
+    per image, the rows of its matched partners in the memory bank ``memory`` (entries, crops,
+    dim; default ``x``), shape (images,) or (images, k); the noise is the mean of one random crop
+    of each partner. Returns the per-epoch log.
     """
     if cfg.loss not in LOSSES:
         raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
@@ -102,39 +142,29 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
     steps_per_epoch = -(-len(xs) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
+    if match:
+        bank = torch.from_numpy(x if memory is None else memory).float()
+        partner_of = torch.from_numpy(np.asarray(partners).reshape(len(x), -1))
     n_crops = x.shape[1]
-    partner_of = torch.from_numpy(np.asarray(partners)) if match else None
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     model.train()
     for epoch in range(cfg.epochs):
-        totals = {"loss": 0.0, "loss_clean": 0.0, "loss_adv": 0.0, "loss_sens": 0.0, "loss_kd": 0.0}
+        totals = dict.fromkeys(LOSS_TERMS, 0.0)
         for idx in torch.randperm(len(xs), generator=gen).split(cfg.batch_size):
             pred = model(xs[idx])
-            clean = loss_fn(pred, ys[idx])
-            loss = clean
+            noisy = kd_pred = kd_target = None
             if match:
-                crop = torch.randint(n_crops, (len(idx),), generator=gen)
-                noisy = model(xs[idx], noise=xs[partner_of[idx // n_crops] * n_crops + crop], eps=cfg.eps)
-                adv = loss_fn(noisy, ys[idx])
-                sens = (noisy - pred.detach()).abs().mean()
-                loss = loss + cfg.adv_weight * adv + cfg.sens_weight * sens
-                totals["loss_adv"] += adv.item() / steps_per_epoch
-                totals["loss_sens"] += sens.item() / steps_per_epoch
+                rows = partner_of[idx // n_crops]
+                crop = torch.randint(bank.shape[1], rows.shape, generator=gen)
+                noisy = model(xs[idx], noise=bank[rows, crop].mean(1), eps=cfg.eps)
             if distil:
                 pidx = torch.randint(len(xp), (len(idx),), generator=gen)
-                kd = loss_fn(model(xp[pidx]), yp[pidx])
-                loss = loss + cfg.kd_weight * kd
-                totals["loss_kd"] += kd.item() / steps_per_epoch
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            totals["loss"] += loss.item() / steps_per_epoch
-            totals["loss_clean"] += clean.item() / steps_per_epoch
+                kd_pred, kd_target = model(xp[pidx]), yp[pidx]
+            terms = qfm_loss(loss_fn, cfg, ys[idx], pred, noisy, kd_pred, kd_target)
+            optimise(opt, sched, terms, totals, steps_per_epoch)
         history.append({"epoch": epoch + 1, **totals})
-        log.info("epoch %d/%d loss %.4f (clean %.4f, adv %.4f, sens %.4f, kd %.4f)", epoch + 1, cfg.epochs,
-                 totals["loss"], totals["loss_clean"], totals["loss_adv"], totals["loss_sens"], totals["loss_kd"])
+        log_epoch(epoch + 1, cfg.epochs, totals)
     model.calibrate(xs, ys)
     return pd.DataFrame(history)
 

@@ -1,16 +1,21 @@
 rule evaluate_split:
     input:
+        unpack(finetune_predictions),
         meta="data/{dataset}/meta.csv",
         splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",
         teacher="results/{dataset}/split{split}/teacher.pt",
-        student="results/{dataset}/split{split}/student.pt",
+        students=expand("results/{{dataset}}/split{{split}}/students/{variant}.pt", variant=VARIANTS),
     output:
         predictions="results/{dataset}/split{split}/predictions.csv",
         metrics="results/{dataset}/split{split}/metrics.csv",
+        sensitivity="results/{dataset}/split{split}/sensitivity.csv",
     params:
         split="{split}",
+        variants=list(VARIANTS),
         ridge_alphas=config["evaluation"]["ridge_alphas"],
+        sensitivity={"eps": config["evaluation"]["sensitivity_eps"], "large_gap": config["pairs"]["large_gap"],
+                     "tau": config["pairs"]["tau"], "k_fallback": config["pairs"]["k_fallback"]},
     log:
         "logs/{dataset}/split{split}/evaluate_split.log",
     benchmark:
@@ -25,13 +30,17 @@ rule evaluate_split:
 rule summarize:
     input:
         metrics=per_split("results/{dataset}/split{split}/metrics.csv"),
+        sensitivity=per_split("results/{dataset}/split{split}/sensitivity.csv"),
     output:
         metrics="results/{dataset}/metrics.csv",
         summary="results/{dataset}/summary.csv",
         markdown="results/{dataset}/summary.md",
+        sensitivity="results/{dataset}/sensitivity.csv",
     params:
         dataset="{dataset}",
         backbone=BACKBONE,
+        reference=config["ablation"]["reference"],
+        bootstrap=config["evaluation"]["bootstrap"],
     log:
         "logs/{dataset}/summarize.log",
     benchmark:

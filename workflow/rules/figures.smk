@@ -5,7 +5,7 @@ rule plot_scatter:
         png=report("results/{dataset}/figures/scatter_{model}.png", caption="../report/scatter.rst", category="Predictions"),
         pdf="results/{dataset}/figures/scatter_{model}.pdf",
     wildcard_constraints:
-        model="|".join(MODELS),
+        model="|".join(SCATTER_MODELS),
     params:
         model="{model}",
         dataset="{dataset}",

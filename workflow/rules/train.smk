@@ -21,29 +21,75 @@ rule train_teacher:
         SCRIPT
 
 
-rule train_student:
+rule label_pool:
     input:
-        meta="data/{dataset}/meta.csv",
-        splits="results/{dataset}/splits.csv",
-        features=f"{FEATURES}/labelled.npz",
         pool_meta="data/{dataset}/pool/meta.csv",
         pool_features=f"{FEATURES}/pool.npz",
         teacher="results/{dataset}/split{split}/teacher.pt",
-        pairs="results/{dataset}/split{split}/pairs.csv",
     output:
-        model="results/{dataset}/split{split}/student.pt",
-        log="results/{dataset}/split{split}/student_log.csv",
-        pool_labels="results/{dataset}/split{split}/pool_labels.csv",
+        labels="results/{dataset}/split{split}/pool_labels.csv",
+    log:
+        "logs/{dataset}/split{split}/label_pool.log",
+    benchmark:
+        "benchmarks/{dataset}/split{split}/label_pool.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        SCRIPT
+
+
+rule train_student:
+    input:
+        unpack(student_inputs),
+        meta="data/{dataset}/meta.csv",
+        splits="results/{dataset}/splits.csv",
+        features=f"{FEATURES}/labelled.npz",
+    output:
+        model="results/{dataset}/split{split}/students/{variant}.pt",
+        log="results/{dataset}/split{split}/students/{variant}_log.csv",
+        info="results/{dataset}/split{split}/students/{variant}.json",
+    wildcard_constraints:
+        variant="|".join(VARIANTS),
     params:
         split="{split}",
-        student=config["student"],
+        student=lambda wildcards: active_settings(VARIANTS[wildcards.variant]),
     log:
-        "logs/{dataset}/split{split}/train_student.log",
+        "logs/{dataset}/split{split}/train_student_{variant}.log",
     benchmark:
-        "benchmarks/{dataset}/split{split}/train_student.tsv"
+        "benchmarks/{dataset}/split{split}/train_student_{variant}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    script:
+        SCRIPT
+
+
+rule finetune_student:
+    input:
+        unpack(finetune_inputs),
+        meta="data/{dataset}/meta.csv",
+        splits="results/{dataset}/splits.csv",
+    output:
+        model="results/{dataset}/split{split}/finetune/model.pt",
+        log="results/{dataset}/split{split}/finetune/log.csv",
+        info="results/{dataset}/split{split}/finetune/info.json",
+        predictions="results/{dataset}/split{split}/finetune/predictions.csv",
+    params:
+        split="{split}",
+        student=VARIANTS["full"],
+        finetune=config["finetune"],
+        backbone=config["backbone"],
+        crops=config["crops"],
+    log:
+        "logs/{dataset}/split{split}/finetune_student.log",
+    benchmark:
+        "benchmarks/{dataset}/split{split}/finetune_student.tsv"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=1 if config["finetune"]["device"] != "cpu" else 0,
     script:
         SCRIPT

@@ -1,0 +1,219 @@
+"""Fine-tune mode: the backbone is unfrozen and features are computed inside training.
+
+The loss is the frozen-feature student's (``qfm_iqm.train.train``):
+``L = L_clean + adv_weight * L_adv + sens_weight * L_sens + kd_weight * L_kd``, but every step
+decodes images, takes a random crop (and horizontal flip) of each and back-propagates into the
+backbone. Partner features (the semantic noise) are computed without gradient, as if read from
+the memory bank. BatchNorm running statistics stay frozen by default: small batches would
+corrupt them. Feature standardisation has a floor on the std (``std_floor``). The final model is
+kept and its output affinely calibrated on centre crops of the training images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+
+from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
+from qfm_iqm.features import CropRecipe
+from qfm_iqm.io import atomic_path, read_rgb
+from qfm_iqm.models import QualityModel
+from qfm_iqm.train import LOSS_TERMS, LOSSES, TrainConfig, log_epoch, optimise, qfm_loss, seed_everything
+from qfm_iqm.weights import load_strict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """The student's ``TrainConfig`` (``lr`` is the head's rate, ``batch_size`` counts images) plus
+    the settings of training through the backbone."""
+
+    lr_backbone: float = 1e-5
+    crop: int = 224
+    train_crops: int = 1  # random crops per image per epoch
+    device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when available)
+    channels_last: bool = True
+    freeze_bn_stats: bool = True
+    std_floor: float = 0.1  # minimum feature std for standardisation, relative to the median std
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; other names pass through."""
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+class FinetuneModel(nn.Module):
+    """Multi-scale backbone descriptor -> quality model, on RGB images in [0, 1] (B, 3, H, W)."""
+
+    def __init__(self, descriptor: MultiScaleDescriptor, quality: QualityModel) -> None:
+        super().__init__()
+        self.descriptor = descriptor
+        self.quality = quality
+        cfg = data_config(descriptor.backbone)
+        self.register_buffer("pixel_mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.descriptor((images - self.pixel_mean) / self.pixel_std)
+
+    def forward(self, images: torch.Tensor, noise_images: torch.Tensor | None = None,
+                eps: float = 0.0) -> torch.Tensor:
+        """Scores; with ``noise_images`` (partners), their descriptors (no gradient) are the semantic noise."""
+        noise = None
+        if noise_images is not None:
+            with torch.no_grad():
+                noise = self.features(noise_images)
+        return self.quality(self.features(images), noise=noise, eps=eps)
+
+
+def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _random_crop(path: str, size: int, u: float, v: float, flip: bool) -> np.ndarray:
+    """The crop at relative position (u, v) in [0, 1); short sides below ``size`` are upscaled as in CropRecipe."""
+    img = read_rgb(path)
+    if min(img.size) < size:
+        scale = size / min(img.size)
+        img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
+                         Image.Resampling.BICUBIC)
+    left, top = int(u * (img.width - size + 1)), int(v * (img.height - size + 1))
+    crop = img.crop((left, top, left + size, top + size))
+    return np.asarray(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else crop)
+
+
+def _over_crops(fn: Callable[[torch.Tensor], torch.Tensor], meta: pd.DataFrame, recipe: CropRecipe,
+                batch_size: int, device: torch.device | str) -> torch.Tensor:
+    """``fn`` applied to every recipe crop of ``meta``'s images, concatenated (images x crops first)."""
+    out, per_batch = [], max(1, batch_size // recipe.n)
+    for start in range(0, len(meta), per_batch):
+        rows = meta.iloc[start: start + per_batch]
+        crops = [np.asarray(c) for p, i in zip(rows["path"], rows["image_id"], strict=True)
+                 for c in recipe.crops(read_rgb(p), str(i))]
+        out.append(fn(_to_tensor(crops).to(device)))
+    return torch.cat(out)
+
+
+def _train_mode(model: FinetuneModel, freeze_bn_stats: bool) -> None:
+    model.train()
+    if freeze_bn_stats:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig, train: pd.DataFrame,
+             partners: np.ndarray | None = None,
+             pool: pd.DataFrame | None = None,
+             memory: pd.DataFrame | None = None) -> tuple[FinetuneModel, pd.DataFrame]:
+    """Train backbone + quality model end to end on ``train`` (image_id, path, score).
+
+    ``partners``: per train row, the rows of its matched partners in the memory bank ``memory``
+    (image_id, path; default ``train``), shape (images,) or (images, k); with a non-zero
+    ``adv_weight`` or ``sens_weight`` the semantic noise is the mean descriptor of one random crop
+    of each partner. ``pool`` (image_id, path, teacher_score): distillation on a same-size pool
+    batch per step when ``kd_weight`` > 0. Returns the model (eval mode) and the per-epoch log.
+    """
+    if cfg.loss not in LOSSES:
+        raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
+    loss_fn = LOSSES[cfg.loss]
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    descriptor = MultiScaleDescriptor(create_backbone(backbone, weights))
+    model = FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch)).to(device, memory_format=fmt)
+    centre = CropRecipe(1, cfg.crop)
+    y = torch.tensor(train["score"].to_numpy(), dtype=torch.float32)
+    with torch.no_grad():
+        model.eval()
+        model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device))
+        # channels constant on the training crops (dead ReLU6 units) would get huge z-scores once another
+        # crop or the fine-tuned backbone activates them
+        model.quality.std.clamp_(min=cfg.std_floor * float(model.quality.std.median()))
+    opt = torch.optim.AdamW([{"params": model.descriptor.parameters(), "lr": cfg.lr_backbone},
+                             {"params": model.quality.parameters(), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    samples = len(train) * cfg.train_crops
+    steps_per_epoch = -(-samples // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr_backbone, cfg.lr],
+                                                total_steps=cfg.epochs * steps_per_epoch)
+    match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
+    distil = pool is not None and cfg.kd_weight > 0
+    partner_of = torch.as_tensor(np.asarray(partners).reshape(len(train), -1)) if match else None
+    paths = train["path"].astype(str).tolist()
+    bank_paths = paths if memory is None else memory["path"].astype(str).tolist()
+    pool_paths = pool["path"].astype(str).tolist() if distil else []
+    pool_y = torch.tensor(pool["teacher_score"].to_numpy(), dtype=torch.float32) if distil else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as executor:
+
+        def crops_of(files: list[str], rows: torch.Tensor) -> torch.Tensor:
+            """A random crop (and flip) of each row's image, drawn from ``gen`` before decoding."""
+            draws = torch.rand((len(rows), 3), generator=gen).tolist()
+            jobs = [(files[r], cfg.crop, u, v, f < 0.5) for r, (u, v, f) in zip(rows.tolist(), draws, strict=True)]
+            return _to_tensor(list(executor.map(lambda job: _random_crop(*job), jobs))).to(device, memory_format=fmt)
+
+        for epoch in range(cfg.epochs):
+            started = time.perf_counter()
+            _train_mode(model, cfg.freeze_bn_stats)
+            totals = dict.fromkeys(LOSS_TERMS, 0.0)
+            for idx in (torch.randperm(samples, generator=gen) % len(train)).split(cfg.batch_size):
+                n, batch = len(idx), crops_of(paths, idx)
+                if distil:
+                    pidx = torch.randint(len(pool_paths), (n,), generator=gen)
+                    batch = torch.cat([batch, crops_of(pool_paths, pidx)])
+                feats = model.features(batch)
+                pred = model.quality(feats[:n])
+                noisy = kd_pred = kd_target = None
+                if match:
+                    rows = partner_of[idx]
+                    with torch.no_grad():
+                        noise = model.features(crops_of(bank_paths, rows.reshape(-1)))
+                    noisy = model.quality(feats[:n], noise=noise.view(*rows.shape, -1).mean(1), eps=cfg.eps)
+                if distil:
+                    kd_pred, kd_target = model.quality(feats[n:]), pool_y[pidx].to(device)
+                terms = qfm_loss(loss_fn, cfg, y[idx].to(device), pred, noisy, kd_pred, kd_target)
+                optimise(opt, sched, terms, totals, steps_per_epoch)
+            history.append({"epoch": epoch + 1, **totals, "seconds": time.perf_counter() - started})
+            log_epoch(epoch + 1, cfg.epochs, totals, f" {history[-1]['seconds']:.1f}s")
+    with torch.no_grad():
+        model.eval()
+        model.quality.calibrate(_over_crops(model.features, train, centre, cfg.batch_size, device), y.to(device))
+    return model.eval(), pd.DataFrame(history)
+
+
+def predict(model: FinetuneModel, meta: pd.DataFrame, recipe: CropRecipe, batch_size: int = 32,
+            device: str = "cpu") -> np.ndarray:
+    """Image scores (mean over ``recipe``'s crops) for ``meta`` (image_id, path)."""
+    device = resolve_device(str(device))
+    model.eval().to(device)
+    with torch.inference_mode():
+        scores = _over_crops(model, meta, recipe, batch_size, device)
+    return scores.float().cpu().numpy().reshape(len(meta), recipe.n).mean(1)
+
+
+def save(model: FinetuneModel, path: str | Path, backbone_name: str) -> None:
+    """Checkpoint with the backbone name and head spec, so that loading needs no config."""
+    with atomic_path(path) as tmp:
+        torch.save({"backbone": backbone_name, "spec": model.quality.spec, "state_dict": model.state_dict()}, tmp)
+
+
+def load(path: str | Path) -> FinetuneModel:
+    """The model saved at ``path`` (on CPU, eval mode), every parameter and buffer loaded strictly."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    descriptor = MultiScaleDescriptor(create_backbone(ckpt["backbone"], "none"))
+    model = FinetuneModel(descriptor, QualityModel(**ckpt["spec"]))
+    load_strict(model, ckpt["state_dict"], str(path))
+    return model.eval()

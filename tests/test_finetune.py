@@ -1,0 +1,89 @@
+"""Fine-tune mode: an unfrozen backbone trained with the student's losses (CPU smoke test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from qfm_iqm.features import CropRecipe
+from qfm_iqm.finetune import FinetuneConfig, finetune, load, predict, save
+from qfm_iqm.weights import convert_package_weights
+
+BACKBONE = "tf_efficientnet_lite0"
+ARCH = {"head": "mlp", "hidden": 32, "dropout": 0.1, "gate": True, "gate_reduction": 8}
+CFG = FinetuneConfig(epochs=5, lr_backbone=1e-4, lr=1e-3, weight_decay=1e-4, batch_size=4, crop=64, train_crops=2,
+                     loss="smooth_l1", eps=0.3, adv_weight=1.0, sens_weight=0.5, kd_weight=1.0, seed=3,
+                     device="cpu", channels_last=True)
+
+
+def textured(path: Path, seed: int, blur: float) -> Path:
+    """An 80x80 smooth random texture, Gaussian-blurred by ``blur`` pixels."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)).resize((80, 80), Image.BICUBIC)
+    fine = rng.normal(0, 40, (80, 80, 3))
+    img = Image.fromarray(np.clip(np.asarray(coarse) + fine, 0, 255).astype(np.uint8))
+    img.filter(ImageFilter.GaussianBlur(float(blur))).save(path)
+    return path
+
+
+def table(tmp_path: Path, prefix: str, seeds: range, blurs: np.ndarray, column: str) -> pd.DataFrame:
+    paths = [str(textured(tmp_path / f"{prefix}{s}.png", s, b)) for s, b in zip(seeds, blurs, strict=True)]
+    return pd.DataFrame({"image_id": [f"{prefix}{s}" for s in seeds], "path": paths, column: 1 - blurs / 3})
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("weights") / "lite0.pth"
+    convert_package_weights(BACKBONE, out)
+    return out
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a busy 2-core machine torch's spinning threads make this test ~15x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_finetune_trains_the_backbone_with_every_loss_term(lite0: Path, tmp_path: Path) -> None:
+    train = table(tmp_path, "t", range(8), np.linspace(0, 3, 8), "score")
+    pool = table(tmp_path, "p", range(100, 104), np.array([0.5, 1.5, 2.5, 0.0]), "teacher_score")
+    memory = pd.concat([train, pool], ignore_index=True)  # teacher-labelled entries join the bank
+    partners = np.stack([np.arange(8)[::-1], 8 + np.arange(8) % 4], axis=1)  # two partners per image
+
+    model, history = finetune(BACKBONE, lite0, ARCH, CFG, train, partners, pool, memory)
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5]
+    assert (history[["loss_adv", "loss_sens", "loss_kd", "loss_clean"]] > 0).all().all()
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+    pretrained = torch.load(lite0, weights_only=True)
+    state = model.descriptor.backbone.state_dict()
+    assert not torch.equal(state["conv_stem.weight"], pretrained["conv_stem.weight"])  # gradients reach the stem
+    changed = [k for k, v in state.items() if v.is_floating_point() and "running" not in k
+               and not torch.equal(v, pretrained[k])]
+    assert len(changed) > 0.9 * sum(1 for k in state if "running" not in k and state[k].is_floating_point())
+    assert all(torch.equal(v, pretrained[k]) for k, v in state.items() if "running" in k)  # frozen BN stats
+
+    recipe = CropRecipe(n=2, size=64, seed=0)
+    scores = predict(model, train, recipe, batch_size=8)
+    assert scores.shape == (8,) and np.isfinite(scores).all()
+    save(model, tmp_path / "ft.pt", BACKBONE)
+    loaded = load(tmp_path / "ft.pt")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    np.testing.assert_allclose(predict(loaded, train, recipe, batch_size=8), scores, rtol=0, atol=1e-6)
+
+    again, history_again = finetune(BACKBONE, lite0, ARCH, CFG, train, partners, pool, memory)
+    pd.testing.assert_frame_equal(history.drop(columns="seconds"), history_again.drop(columns="seconds"))
+    np.testing.assert_array_equal(predict(again, train, recipe, batch_size=8), scores)
+    _, other_seed = finetune(BACKBONE, lite0, ARCH, replace(CFG, seed=4, epochs=1), train, partners[:, 0], pool)
+    assert other_seed["loss"].iloc[0] != history["loss"].iloc[0]
