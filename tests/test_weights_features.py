@@ -76,6 +76,12 @@ def test_extract_gives_multiscale_features_per_crop(lite0: Path, tmp_path: Path)
     loaded = FeatureSet.load(tmp_path / "f.npz").subset(pd.Series(["c", "a"]))
     np.testing.assert_array_equal(loaded.features, feats.features[[2, 0]])
     assert loaded.semantic().shape == (2, 1280)
+    both, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=2, size=64, global_view=True), batch_size=4)
+    np.testing.assert_allclose(both.features[..., : feats.features.shape[-1]], feats.features, rtol=1e-4, atol=1e-5)
+    whole = both.block("global_final_mean")
+    assert both.block_names[-1] == "global_final_mean" and whole.shape == (3, 2, 1280)
+    np.testing.assert_array_equal(whole[:, 0], whole[:, 1])  # one whole-image view, joined to every crop
+    assert not np.allclose(whole[:, 0], feats.block("final_mean")[:, 0], atol=1e-3)
 
 
 def test_extract_names_a_corrupt_image(lite0: Path, tmp_path: Path) -> None:

@@ -27,11 +27,14 @@ class CropRecipe:
     """``n`` crops of ``size``x``size`` per image at positions drawn from ``seed`` and the image id.
 
     Images whose short side is below ``size`` are first upscaled to it. ``n = 1`` takes the centre.
+    With ``global_view`` each crop's features are followed by those of the whole image (one
+    forward pass at its native resolution): a local and a global scale per sample.
     """
 
     n: int
     size: int
     seed: int = 0
+    global_view: bool = False  # also describe the whole image at native resolution, joined to every crop
 
     def crops(self, img: Image.Image, image_id: str) -> list[Image.Image]:
         if min(img.size) < self.size:
@@ -78,6 +81,16 @@ def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: Crop
             out = descriptor(batch.to(device, memory_format=memory_format))
             forward_s += time.perf_counter() - t0
             outputs.append(out.float().cpu().numpy())
+        features = np.concatenate(outputs).reshape(len(meta), recipe.n, -1)
+        names, sizes = descriptor.block_names, descriptor.block_sizes
+        if recipe.global_view:
+            whole = []
+            for path in tqdm(meta["path"], desc="global view", unit="image"):
+                img = torch.from_numpy(np.asarray(read_rgb(path))).permute(2, 0, 1)[None].float() / 255.0
+                whole.append(descriptor(((img - mean) / std).to(device, memory_format=memory_format)).float().cpu().numpy())
+            whole = np.concatenate(whole)[:, None].repeat(recipe.n, 1)
+            features = np.concatenate([features, whole], axis=-1)
+            names, sizes = names + [f"global_{b}" for b in names], sizes + sizes
     total_s = time.perf_counter() - started
     n_crops = len(meta) * recipe.n
     stats = {"images": len(meta), "crops": n_crops, "seconds": total_s, "forward_seconds": forward_s,
@@ -86,6 +99,4 @@ def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: Crop
     log.info("extracted %d images (%d crops) in %.1fs: %.1f images/s, %.1f crops/s end to end; "
              "bare backbone forward %.1f crops/s", len(meta), n_crops, total_s, stats["images_per_s"],
              stats["crops_per_s"], stats["forward_crops_per_s"])
-    features = np.concatenate(outputs).reshape(len(meta), recipe.n, -1)
-    return FeatureSet(meta["image_id"].astype(str).to_numpy(), features,
-                      descriptor.block_names, descriptor.block_sizes), stats
+    return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats

@@ -17,7 +17,7 @@ VARIANTS = resolve_variants(config, SCHEMA)
 SCATTER_MODELS = ["ridge", "teacher", "full"]
 DATASETS = config["datasets"]
 BACKBONE = config["backbone"]["name"]
-CROPS = "c{n}s{size}r{seed}".format(**config["crops"])
+CROPS = "c{n}s{size}r{seed}".format(**config["crops"]) + ("g" if config["crops"].get("global_view") else "")
 FEATURES = f"results/{{dataset}}/features/{BACKBONE}/{CROPS}"
 
 
