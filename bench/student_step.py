@@ -44,6 +44,8 @@ def main() -> None:
     steps = -(-args.images * args.crops // args.batch_size)
     print(f"{args.images} images x {args.crops} crops x {args.dim} dims, batch {args.batch_size}, "
           f"{steps} steps/epoch, {args.threads} thread(s)")
+    warm_up = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size)
+    train.train(QualityModel(args.dim, head="mlp", hidden=512, gate=True), x[:256], y[:256], warm_up)
     for name, extra in CONFIGS.items():
         cfg = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size,
                                 loss="smooth_l1_plcc", **extra)

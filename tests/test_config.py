@@ -19,13 +19,20 @@ def _default() -> dict:
     return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-def test_shipped_configs_are_valid() -> None:
-    validate(_default(), SCHEMA)
-    merged = _default()
-    livec = yaml.safe_load((REPO / "config/livec.yaml").read_text())
-    merged["run"] = livec["run"]
-    merged["datasets"].update(livec["datasets"])
-    validate(merged, SCHEMA)
+def _update(base: dict, new: dict) -> dict:
+    """Recursive update, as Snakemake merges config files."""
+    for k, v in new.items():
+        base[k] = _update(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+
+
+@pytest.mark.parametrize("overrides", [[], ["livec.yaml"], ["livec.yaml", "livec_global.yaml"]])
+def test_shipped_configs_are_valid(overrides: list[str]) -> None:
+    config = _default()
+    for name in overrides:
+        _update(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    validate(config, SCHEMA)
+    assert set(resolve_variants(config, SCHEMA)) >= {"full", "baseline"}
 
 
 def test_errors_name_every_offending_key() -> None:
