@@ -1,7 +1,7 @@
 """Model selection on validation carve-outs of the training parts (never the test parts).
 
 For each of the first ``--splits`` splits of a dataset whose features and splits the workflow has
-already built, a random ``--fraction`` of the training part becomes validation data; the teacher is
+already built, a random ``--fraction`` of the training part's references becomes validation data; the teacher is
 trained on the rest, labels the pool, pairs are mined, and the student is trained once per setting.
 Prints the validation SRCC per split and setting, and the median. A setting is a list of
 ``section.key=value`` overrides of the student config, or of ``pairs.<key>`` (YAML values), e.g.
@@ -104,10 +104,9 @@ def main() -> None:
         settings[name] = setting
     rows = []
     for split in range(args.splits):
-        train_ids = splits.split_ids(table, split, "train").to_numpy()
-        rng = np.random.default_rng([split, 12345])
-        val = rng.random(len(train_ids)) < args.fraction
-        fit_rows, val_rows = meta.loc[train_ids[~val]], meta.loc[train_ids[val]]
+        part = meta.loc[splits.split_ids(table, split, "train")]
+        val = splits.carve_out(part, args.fraction, seed=split)
+        fit_rows, val_rows = part[~val], part[val]
         x = labelled.subset(fit_rows["image_id"]).features
         x_val = labelled.subset(val_rows["image_id"]).features
         y = fit_rows["score"].to_numpy()

@@ -173,3 +173,11 @@ def test_sensitivity_measures_the_prediction_shift_under_matched_noise() -> None
     small, large = (sensitivity(model, x, y, partners, eps=e, large_gap=0.2) for e in (0.3, 0.6))
     assert small["mean_abs_shift"] > 0 and large["mean_abs_shift"] == pytest.approx(2 * small["mean_abs_shift"], rel=1e-4)
     assert 0 <= small["nn_fraction_large_gap"] <= 1 and small["relative_shift"] > 0
+
+
+def test_validation_carve_out_holds_out_whole_references() -> None:
+    rows = pd.DataFrame({"image_id": [f"i{k}" for k in range(400)], "ref_id": [f"r{k // 4}" for k in range(400)]})
+    held = splits.carve_out(rows, 0.2, seed=3)
+    assert np.array_equal(held, splits.carve_out(rows, 0.2, seed=3))
+    assert 0.1 < held.mean() < 0.3
+    assert not set(rows["ref_id"][held]) & set(rows["ref_id"][~held])

@@ -28,3 +28,12 @@ def split_ids(splits: pd.DataFrame, split: int, part: str) -> pd.Series:
     """Image ids of one part of one split, in table order."""
     sel = splits[(splits["split"] == split) & (splits["part"] == part)]
     return sel["image_id"].astype(str).reset_index(drop=True)
+
+
+def carve_out(rows: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of a validation carve-out of ``rows`` (a training part): whole reference groups,
+    each held out with probability ``fraction``; for model selection that never reads the test part."""
+    refs = rows["ref_id"].astype(str).to_numpy()
+    unique = np.unique(refs)
+    held = unique[np.random.default_rng(seed).random(len(unique)) < fraction]
+    return np.isin(refs, held)
