@@ -23,6 +23,7 @@ import yaml
 from scipy import stats
 
 from qfm_iqm import pairs, splits, train
+from qfm_iqm.config import loss_settings, matching_on
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.feature_cache import FeatureSet
 
@@ -50,11 +51,9 @@ def fit(arch: dict, cfg: dict, x: np.ndarray, y: np.ndarray, **extra: np.ndarray
 def student_run(student: dict, pairs_cfg: dict, x: np.ndarray, y: np.ndarray, ids: np.ndarray,
                 x_pool: np.ndarray, y_pool: np.ndarray, pool_ids: np.ndarray, semantic: np.ndarray,
                 pool_semantic: np.ndarray) -> torch.nn.Module:
-    m = student["matching"]
-    cfg = {**student["train"], **student["distillation"],
-           **{k: v for k, v in m.items() if k not in ("strategy", "memory")}}
+    m, cfg = student["matching"], loss_settings(student)
     extra = {"x_pool": x_pool, "y_pool": y_pool} if cfg["kd_weight"] > 0 else {}
-    if m["adv_weight"] > 0 or m["sens_weight"] > 0:
+    if matching_on(student):
         with_pool = m["memory"] == "train_pool"
         bank_ids = np.concatenate([ids, pool_ids]) if with_pool else ids
         bank_score = np.concatenate([y, y_pool.mean(1)]) if with_pool else y

@@ -70,10 +70,21 @@ def resolve_variants(config: dict, schema_path: str | Path) -> dict[str, dict]:
     return variants
 
 
+def matching_on(student: dict) -> bool:
+    """Whether a student config uses the semantic-noise terms (and so the mined pairs)."""
+    return student["matching"]["adv_weight"] > 0 or student["matching"]["sens_weight"] > 0
+
+
 def active_settings(student: dict) -> dict:
     """A student config without the matching settings it does not use (matching off), so that
     changing them does not rerun it."""
-    matching = student["matching"]
-    if matching["adv_weight"] > 0 or matching["sens_weight"] > 0:
+    if matching_on(student):
         return student
     return {**student, "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
+
+
+def loss_settings(student: dict) -> dict:
+    """The training, distillation and matching-loss keys of a student config, flat (the fields of
+    ``qfm_iqm.train.TrainConfig``); the partner strategy and memory are the pairs' business."""
+    matching = {k: v for k, v in student["matching"].items() if k not in ("strategy", "memory")}
+    return {**student["train"], **student["distillation"], **matching}

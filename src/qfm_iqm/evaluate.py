@@ -35,7 +35,8 @@ def split_metrics(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap CI of the median over splits (NaN with fewer than two splits)."""
+    """Percentile bootstrap CI of the median over splits; with fewer than two distinct values the
+    interval collapses to the median (NaN without values)."""
     if len(values) < 2 or np.ptp(values) == 0:
         v = float(np.median(values)) if len(values) else np.nan
         return v, v

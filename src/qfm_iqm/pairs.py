@@ -86,8 +86,8 @@ def mine_pairs(query_id: np.ndarray, query_score: np.ndarray, query_sem: np.ndar
 def partner_matrix(table: pd.DataFrame, query_id: np.ndarray, bank_id: np.ndarray) -> np.ndarray:
     """(queries, partners) row indices into the bank, from a ``mine_pairs`` table.
 
-    Queries with fewer partners than the widest repeat their last one (a mean is unchanged only
-    when counts agree, so strategies that pick several always pick ``top_k`` when they can).
+    ``topk_mean`` finds fewer than ``top_k`` partners only when fewer candidates exist; such rows
+    repeat their last partner to fill the matrix, so that partner weighs more in their mean.
     """
     bank = pd.Index(bank_id)
     groups = table.sort_values(["image_id", "rank"]).groupby("image_id", sort=False)["partner_id"]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from qfm_iqm import pairs, splits
+from qfm_iqm.config import loss_settings
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.io import write_csv, write_json, write_text
@@ -113,12 +114,15 @@ def pair_observation(input: NS, output: NS, params: NS) -> None:
 POOL_PREFIX = "pool/"  # pool ids in the memory bank, so that they never collide with labelled ids
 
 
-def _pool(input: NS) -> tuple[np.ndarray, np.ndarray, FeatureSet]:
-    """Bank ids, per-crop teacher scores (images, crops) and features of the expansion pool."""
+def _pool(input: NS) -> tuple[pd.DataFrame, FeatureSet]:
+    """The expansion pool's teacher labels (``label_pool``'s table) and features, in one order."""
     labels = pd.read_csv(input.pool_labels, dtype={"image_id": str})
-    feats = FeatureSet.load(input.pool_features).subset(labels["image_id"])
-    y = labels.filter(regex=r"^crop\d+$").to_numpy()
-    return (POOL_PREFIX + labels["image_id"]).to_numpy(), y, feats
+    return labels, FeatureSet.load(input.pool_features).subset(labels["image_id"])
+
+
+def _bank_ids(labels: pd.DataFrame) -> np.ndarray:
+    """Memory-bank ids of pool images."""
+    return (POOL_PREFIX + labels["image_id"]).to_numpy()
 
 
 @stage
@@ -127,8 +131,9 @@ def mine_pairs(input: NS, output: NS, params: NS) -> None:
     ids, score, semantic = rows["image_id"].to_numpy(), rows["score"].to_numpy(), feats.semantic()
     bank = [ids, score, semantic, np.full(len(ids), "train", dtype=object)]
     if params.memory == "train_pool":
-        pool_ids, y_pool, pool_feats = _pool(input)
-        pool = [pool_ids, y_pool.mean(1), pool_feats.semantic(), np.full(len(pool_ids), "pool", dtype=object)]
+        labels, pool_feats = _pool(input)
+        pool = [_bank_ids(labels), labels["teacher_score"].to_numpy(), pool_feats.semantic(),
+                np.full(len(labels), "pool", dtype=object)]
         bank = [np.concatenate([a, b]) for a, b in zip(bank, pool, strict=True)]
     table = pairs.mine_pairs(ids, score, semantic, *bank[:3], strategy=params.strategy, bank_source=bank[3],
                              **params.matcher)
@@ -179,10 +184,9 @@ def _memory_and_pool(input: NS, train_ids: np.ndarray, student: dict) -> tuple[F
     pool_feats = labels = None
     bank_ids = train_ids
     if hasattr(input, "pool_labels"):
-        _, _, pool_feats = _pool(input)
-        labels = pd.read_csv(input.pool_labels, dtype={"image_id": str})
+        labels, pool_feats = _pool(input)
         if student["matching"].get("memory") == "train_pool":
-            bank_ids = np.concatenate([train_ids, (POOL_PREFIX + labels["image_id"]).to_numpy()])
+            bank_ids = np.concatenate([train_ids, _bank_ids(labels)])
     partners = None
     if hasattr(input, "pairs"):
         partners = pairs.partner_matrix(pd.read_csv(input.pairs, dtype={"image_id": str, "partner_id": str}),
@@ -201,12 +205,6 @@ def _write_info(path: str, rows: pd.DataFrame, student: dict, labels: pd.DataFra
     log.info("student data: %s", info)
 
 
-def _loss_settings(student: dict) -> dict:
-    """The loss and schedule keys of a student config, flat."""
-    matching = {k: v for k, v in student["matching"].items() if k not in ("strategy", "memory")}
-    return {**student["train"], **student["distillation"], **matching}
-
-
 @stage
 def train_student(input: NS, output: NS, params: NS) -> None:
     rows, feats = _labelled(input, int(params.split), "train")
@@ -218,7 +216,7 @@ def train_student(input: NS, output: NS, params: NS) -> None:
     if partners is not None:
         memory = feats.features if len(bank_ids) == len(rows) else np.concatenate([feats.features, pool_feats.features])
         extra.update(partners=partners, memory=memory)
-    _fit(student["arch"], _loss_settings(student), feats.features, rows["score"].to_numpy(), output.model,
+    _fit(student["arch"], loss_settings(student), feats.features, rows["score"].to_numpy(), output.model,
          output.log, **extra)
     _write_info(output.info, rows, student, labels, bank_ids, partners)
 
@@ -240,7 +238,7 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
         memory = pd.concat([rows[["image_id", "path"]], pool_meta[["image_id", "path"]].assign(
             image_id=POOL_PREFIX + pool_meta["image_id"])], ignore_index=True).set_index("image_id").loc[bank_ids]
     own = {"lr" if k == "lr_head" else k: v for k, v in cfg.items() if k != "enabled"}
-    ft_cfg = finetune.FinetuneConfig(**{**_loss_settings(student), **own}, crop=params.crops["size"])
+    ft_cfg = finetune.FinetuneConfig(**{**loss_settings(student), **own}, crop=params.crops["size"])
     weights = input.weights if params.backbone["weights"] == "package" else params.backbone["weights"]
     model, history = finetune.finetune(params.backbone["name"], weights, student["arch"], ft_cfg, rows, partners,
                                        pool, None if memory is None else memory.reset_index())
@@ -267,9 +265,8 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     models = {"teacher": load_model(input.teacher)}
     models.update({name: load_model(path) for name, path in zip(params.variants, input.students, strict=True)})
     cfg = params.sensitivity
-    ids = rows["image_id"].to_numpy()
-    matched = pairs.mine_pairs(ids, y, test_feats.semantic(), ids, y, test_feats.semantic(), cfg["tau"],
-                               cfg["k_fallback"])
+    ids, semantic = rows["image_id"].to_numpy(), test_feats.semantic()
+    matched = pairs.mine_pairs(ids, y, semantic, ids, y, semantic, cfg["tau"], cfg["k_fallback"])
     partners = pd.Index(ids).get_indexer(matched["partner_id"])
     sens = []
     for name, model in models.items():

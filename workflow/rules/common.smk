@@ -1,4 +1,4 @@
-from qfm_iqm.config import active_settings, resolve_variants, validate
+from qfm_iqm.config import active_settings, matching_on, resolve_variants, validate
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -52,10 +52,6 @@ def backbone_weights(wildcards):
 def per_split(pattern):
     """Input function: ``pattern`` expanded over every split of the job's dataset."""
     return lambda wildcards: expand(pattern, dataset=wildcards.dataset, split=range(n_splits(wildcards.dataset)))
-
-
-def matching_on(student):
-    return student["matching"]["adv_weight"] > 0 or student["matching"]["sens_weight"] > 0
 
 
 def uses_pool(student):
