@@ -9,8 +9,20 @@ import pandas as pd
 from scipy.io import loadmat
 
 from qfm_iqm.data.meta import META_COLUMNS, normalise_scores
+from qfm_iqm.data.sources import DatasetSource, RemoteFile
 from qfm_iqm.io import InputError
 
+HOMEPAGE = "https://live.ece.utexas.edu/research/ChallengeDB/index.html"
+SOURCE = DatasetSource(
+    homepage=HOMEPAGE,
+    files=(RemoteFile("ChallengeDB_release.zip", "https://live.ece.utexas.edu/research/ChallengeDB/ChallengeDB_release.zip"),),
+    layout=("Data/AllImages_release.mat", "Data/AllMOS_release.mat", "Images", "README.txt"),
+    subdir="ChallengeDB_release",
+    licence="LIVE copyright notice: use, copy and distribute for any purpose with the notice (README.txt) and citation",
+    redistributable=True,
+    how_to_obtain=f"download ChallengeDB_release.zip from {HOMEPAGE}",
+)
+EXPECTED_COUNT = 1162
 N_TRAINING_IMAGES = 7  # t1..t7 under Images/trainingImages, dropped by the standard protocol
 
 

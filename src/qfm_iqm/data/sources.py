@@ -1,0 +1,32 @@
+"""Where each dataset comes from: official files, the layout that proves they are present, licence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file the official source serves.
+
+    ``sha256`` is recorded only from an authoritative source; without it the file is never
+    downloaded automatically (manual mode), because an unverified archive cannot be trusted.
+    """
+
+    name: str  # the file's name as served, and its name under data/<dataset>/downloads/
+    url: str | None  # official address; None where a licence form or a drive link stands between
+    sha256: str | None = None
+    extract: bool = True  # an archive to unpack into data/<dataset>/raw/
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How to obtain one dataset in its official layout."""
+
+    homepage: str
+    files: tuple[RemoteFile, ...]
+    layout: tuple[str, ...]  # paths relative to the dataset root that must exist once acquired
+    subdir: str = ""  # the dataset root inside data/<dataset>/raw/ after extraction
+    licence: str = ""
+    redistributable: bool = False  # may a prepared copy be pushed to a shared (non-local) remote?
+    how_to_obtain: str = ""  # e.g. "fill in the request form at <homepage>"
