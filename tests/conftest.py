@@ -33,3 +33,13 @@ def labelled_folder(tmp_path: Path) -> Path:
         rows.append(f"img{i}.png,{10 * i + 5}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole workflow run once on the tiny config (tests/tiny_config.yaml); tests only read it or dry-run."""
+    from workflow_helpers import snakemake, tiny_config, write_config
+
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, write_config(workdir, tiny_config()))
+    return workdir

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from conftest import REPO
 
-from qfm_iqm.config import ConfigError, resolve_variants, validate
+from qfm_iqm.config import ConfigError, check_cross_dataset, check_splits, resolve_variants, validate
 from qfm_iqm.data.distortions import DISTORTIONS
+from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
 from qfm_iqm.models import HEADS
 from qfm_iqm.pairs import STRATEGIES
 from qfm_iqm.train import LOSSES
@@ -26,13 +29,53 @@ def _update(base: dict, new: dict) -> dict:
     return base
 
 
-@pytest.mark.parametrize("overrides", [[], ["livec.yaml"], ["livec.yaml", "livec_global.yaml"]])
-def test_shipped_configs_are_valid(overrides: list[str]) -> None:
+def _shipped(*overrides: str) -> dict:
     config = _default()
     for name in overrides:
         _update(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    return config
+
+
+@pytest.mark.parametrize("overrides", [[], ["livec.yaml"], ["livec.yaml", "livec_global.yaml"],
+                                       ["livec.yaml", "cross.yaml"], ["paper.yaml"]])
+def test_shipped_configs_are_valid(overrides: list[str]) -> None:
+    config = _shipped(*overrides)
     validate(config, SCHEMA)
-    assert set(resolve_variants(config, SCHEMA)) >= {"full", "baseline"}
+    variants = resolve_variants(config, SCHEMA)
+    assert set(variants) >= {"full", "baseline"}
+    check_splits(config["datasets"])
+    check_cross_dataset(config, variants)
+
+
+def test_paper_config_covers_the_eight_datasets_in_fine_tune_mode() -> None:
+    config = _shipped("paper.yaml")
+    assert set(config["run"]) == set(PUBLISHED) and len(PUBLISHED) == 8
+    assert {config["datasets"][name]["kind"] for name in config["run"]} == set(PUBLISHED)
+    assert all(config["datasets"][name]["n_splits"] == 10 for name in config["run"])
+    assert config["finetune"]["enabled"] and config["backbone"]["name"].startswith("deit3_small_patch16_224")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["datasets"]["livec"].update(split="official"),
+     "config key 'datasets.livec.n_splits': must be 1 with split: official"),
+    (lambda c: c["cross_dataset"]["pairs"].append(["livec", "koniq"]),
+     "config key 'cross_dataset.pairs.2': dataset 'koniq' has no entry under 'datasets'"),
+    (lambda c: c["cross_dataset"]["models"].append("finetune"),
+     "config key 'cross_dataset.models': 'finetune' is not a model of this run"),
+    (lambda c: c["datasets"].update(cross_dataset=c["datasets"]["demo"]), "the name is reserved"),
+])
+def test_dataset_and_cross_dataset_errors_name_the_key(change, message: str) -> None:
+    config = _shipped("livec.yaml", "cross.yaml")
+    change(config)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_splits(config["datasets"])
+        check_cross_dataset(config, resolve_variants(config, SCHEMA))
+
+
+def test_preparer_options_are_checked_by_name() -> None:
+    check_options("koniq10k", {"resolution": "512x384"}, "datasets.koniq10k.options")
+    with pytest.raises(ConfigError, match=re.escape("unknown config key 'datasets.k.options.resolutoin'")):
+        check_options("koniq10k", {"resolutoin": "512x384"}, "datasets.k.options")
 
 
 def test_errors_name_every_offending_key() -> None:
@@ -55,6 +98,8 @@ def test_schema_choices_follow_the_registries() -> None:
     assert set(defs["distortions"]["items"]["enum"]) == set(DISTORTIONS)
     matching = yaml.safe_load(SCHEMA.read_text())["properties"]["student"]["properties"]["matching"]
     assert set(matching["properties"]["strategy"]["enum"]) == set(STRATEGIES)
+    assert defs["published"]["properties"]["kind"]["enum"] == PUBLISHED
+    assert set(defs["common"]["kind"]["enum"]) == {"demo", *KINDS}
 
 
 def test_ablation_variants_are_student_overrides() -> None:

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from conftest import LIVEC_ROOT, needs_livec, write_image
 
-from qfm_iqm.data import distortions, prepare
+from qfm_iqm.data import distortions
 from qfm_iqm.data.livec import prepare_livec
 from qfm_iqm.data.meta import META_COLUMNS, read_meta
+from qfm_iqm.data.registry import prepare
+from qfm_iqm.data.resize import resize_images
 from qfm_iqm.data.synthetic import build_demo, build_pool
 from qfm_iqm.io import InputError, read_rgb
 
@@ -35,7 +37,8 @@ def _digest(folder: Path) -> str:
 
 
 def test_demo_dataset_is_deterministic_and_scored_by_ssim(tmp_path: Path) -> None:
-    args = dict(photos=["astronaut", "chelsea"], types=["gaussian_blur", "jpeg"], levels=2, short_side=64, seed=0)
+    args = {"photos": ["astronaut", "chelsea"], "types": ["gaussian_blur", "jpeg"], "levels": 2, "short_side": 64,
+            "seed": 0}
     meta = build_demo(tmp_path / "a/meta.csv", tmp_path / "a/images", **args)
     build_demo(tmp_path / "b/meta.csv", tmp_path / "b/images", **args)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
@@ -104,3 +107,16 @@ def test_livec_release_loads_1162_test_images() -> None:
     assert suffixes[".JPG"] == 627 and suffixes[".png"] == 1162 - 627  # .bmp names resolved by stem
     with pytest.raises(InputError, match="expected 1000 test images, found 1162"):
         prepare_livec(LIVEC_ROOT, expected_count=1000)
+
+
+def test_resize_convention_writes_lossless_copies_only_where_needed(tmp_path: Path) -> None:
+    paths = [write_image(tmp_path / "raw/a.jpg", (1024, 768), 0), write_image(tmp_path / "raw/b.jpg", (512, 384), 1),
+             write_image(tmp_path / "raw/c.png", (600, 900), 2)]
+    meta = pd.DataFrame({"image_id": ["a", "b", "c"], "path": [str(p) for p in paths]})
+    out = tmp_path / "data/ds"
+    fixed = resize_images(meta, out / "images", out / "meta.csv", threads=2, size=[512, 384])
+    assert fixed["path"].tolist() == ["images/a.png", str(paths[1]), "images/c.png"]  # b is already 512x384
+    assert [read_rgb(out / "images" / f).size for f in ("a.png", "c.png")] == [(512, 384), (512, 384)]
+    short = resize_images(meta, out / "short", out / "meta.csv", short_side=512)
+    assert read_rgb(out / short["path"][0]).size == (683, 512) and read_rgb(out / short["path"][2]).size == (512, 768)
+    assert short["path"][1] == "short/b.png"  # 512x384 has a 384 short side: upscaled

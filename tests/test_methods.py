@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qfm_iqm import evaluate, pairs, splits, train
+from qfm_iqm.io import InputError
 from qfm_iqm.models import ChannelGate, QualityModel, load_model, save_model
 
 
@@ -181,3 +182,13 @@ def test_validation_carve_out_holds_out_whole_references() -> None:
     assert np.array_equal(held, splits.carve_out(rows, 0.2, seed=3))
     assert 0.1 < held.mean() < 0.3
     assert not set(rows["ref_id"][held]) & set(rows["ref_id"][~held])
+
+
+def test_official_split_uses_the_datasets_own_test_part(tmp_path) -> None:
+    meta = pd.DataFrame({"image_id": list("abcde"), "official_part": ["train", "val", "test", "train", "test"]})
+    table = splits.official_split(meta, tmp_path / "meta.csv")
+    assert table["split"].eq(0).all()
+    assert splits.split_ids(table, 0, "test").tolist() == ["c", "e"]
+    assert splits.split_ids(table, 0, "train").tolist() == ["a", "b", "d"]  # validation images train
+    with pytest.raises(InputError, match=r"meta.csv: no official_part column"):
+        splits.official_split(meta.drop(columns="official_part"), tmp_path / "meta.csv")

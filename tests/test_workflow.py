@@ -16,14 +16,6 @@ pytestmark = pytest.mark.slow
 DS = "tiny"
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("tiny")
-    config = write_config(workdir, tiny_config())
-    snakemake(workdir, config)
-    return workdir
-
-
 def test_every_stage_writes_real_content(tiny_run: Path) -> None:
     res = tiny_run / "results" / DS
     meta = pd.read_csv(tiny_run / f"data/{DS}/meta.csv")

@@ -18,7 +18,7 @@ def create_backbone(name: str, weights: str | Path) -> nn.Module:
     ``weights`` is ``"hub"`` (timm's pretrained download), ``"none"`` (random init, for tests
     of plumbing only) or the path of a state dict in timm layout, loaded strictly.
     """
-    if name not in timm.list_models():
+    if not timm.is_model(name):
         raise InputError(f"unknown timm backbone {name!r}")
     model = timm.create_model(name, pretrained=str(weights) == "hub")
     if str(weights) not in ("hub", "none"):

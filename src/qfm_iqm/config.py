@@ -88,3 +88,32 @@ def loss_settings(student: dict) -> dict:
     ``qfm_iqm.train.TrainConfig``); the partner strategy and memory are the pairs' business."""
     matching = {k: v for k, v in student["matching"].items() if k not in ("strategy", "memory")}
     return {**student["train"], **student["distillation"], **matching}
+
+
+def check_splits(datasets: dict) -> None:
+    """An official split is one split: ``n_splits`` must be 1 with ``split: official``."""
+    for name, cfg in datasets.items():
+        if cfg.get("split") == "official" and cfg["n_splits"] != 1:
+            raise ConfigError(f"config key 'datasets.{name}.n_splits': must be 1 with split: official "
+                              f"(got {cfg['n_splits']})")
+
+
+CROSS_DATASET_DIR = "cross_dataset"  # results/<this>/: not a dataset name
+
+
+def check_cross_dataset(config: dict, variants: dict) -> None:
+    """Cross-dataset pairs name configured datasets, and the models are models of this run."""
+    cross = config["cross_dataset"]
+    if CROSS_DATASET_DIR in config["datasets"]:
+        raise ConfigError(f"config key 'datasets.{CROSS_DATASET_DIR}': the name is reserved for the "
+                          "cross-dataset results")
+    for i, pair in enumerate(cross["pairs"]):
+        for name in pair:
+            if name not in config["datasets"]:
+                raise ConfigError(f"config key 'cross_dataset.pairs.{i}': dataset '{name}' has no entry under "
+                                  "'datasets'")
+    models = ["ridge", "teacher", *variants] + (["finetune"] if config["finetune"]["enabled"] else [])
+    for name in cross["models"]:
+        if name not in models:
+            raise ConfigError(f"config key 'cross_dataset.models': '{name}' is not a model of this run "
+                              f"({', '.join(models)})")

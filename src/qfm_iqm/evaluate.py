@@ -94,3 +94,32 @@ def to_markdown(summary: pd.DataFrame, title: str, reference: str | None = None)
     for _, r in summary.iterrows():
         lines.append(f"| {r['model']} | {r['splits']} | " + " | ".join(cell(r, m) for m in METRICS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cross_summary(per_split: pd.DataFrame) -> pd.DataFrame:
+    """Median and IQR of SRCC and PLCC over the training dataset's splits, per (train, test, model);
+    rows with train == test are the in-dataset results (test parts of the same splits)."""
+    grouped = per_split.groupby(["train", "test", "model"], sort=False)[["srcc", "plcc"]]
+    q1, med, q3 = grouped.quantile(0.25), grouped.median(), grouped.quantile(0.75)
+    out = pd.DataFrame({"splits": grouped.size()})
+    for m in ("srcc", "plcc"):
+        out[f"{m}_median"], out[f"{m}_iqr"] = med[m], q3[m] - q1[m]
+    return out.reset_index()
+
+
+def cross_markdown(table: pd.DataFrame, models: list[str], title: str) -> str:
+    """One train x test matrix of median SRCC / PLCC per model (diagonal: in-dataset)."""
+    trains = list(dict.fromkeys(table["train"]))
+    tests = list(dict.fromkeys([*(t for t in trains if t in set(table["test"])), *table["test"]]))
+    cells = table.set_index(["model", "train", "test"])
+    legend = ("Rows: training dataset; columns: test dataset (all its images; the diagonal is the in-dataset "
+              "test part). Median SRCC / PLCC over the training dataset's splits.")
+    lines = [f"# {title}", "", legend, ""]
+    for model in models:
+        lines += [f"## {model}", "", "| train \\ test | " + " | ".join(tests) + " |", "|---" * (1 + len(tests)) + "|"]
+        for train in trains:
+            row = [f"{cells.at[(model, train, t), 'srcc_median']:.3f} / {cells.at[(model, train, t), 'plcc_median']:.3f}"
+                   if (model, train, t) in cells.index else "-" for t in tests]
+            lines.append(f"| {train} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from qfm_iqm.io import InputError
+
+OFFICIAL_TEST = "test"  # the official_part value of test images; every other value is training data
 
 
 def make_splits(meta: pd.DataFrame, n_splits: int, test_fraction: float, seed: int) -> pd.DataFrame:
@@ -22,6 +28,16 @@ def make_splits(meta: pd.DataFrame, n_splits: int, test_fraction: float, seed: i
         part = np.where(meta["ref_id"].astype(str).isin(test_refs), "test", "train")
         parts.append(pd.DataFrame({"split": split, "image_id": meta["image_id"].astype(str), "part": part}))
     return pd.concat(parts, ignore_index=True)
+
+
+def official_split(meta: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """The dataset's own train/test split (its ``official_part`` column) as split 0; validation
+    images train, since the protocol never selects on the test part."""
+    if "official_part" not in meta.columns:
+        raise InputError(f"{source}: no official_part column, so this dataset defines no official split "
+                         "(use split: random)")
+    part = np.where(meta["official_part"].astype(str) == OFFICIAL_TEST, "test", "train")
+    return pd.DataFrame({"split": 0, "image_id": meta["image_id"].astype(str), "part": part})
 
 
 def split_ids(splits: pd.DataFrame, split: int, part: str) -> pd.Series:

@@ -9,7 +9,9 @@ inside the stages that need them: importing all of them would cost seconds per j
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -50,12 +52,30 @@ def build_demo_dataset(input: NS, output: NS, params: NS) -> None:
 
 
 @stage
-def prepare_dataset(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import data
+def acquire_dataset(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.data.download import acquire
+    from qfm_iqm.data.sources import DatasetSource, RemoteFile
 
-    options = {k: v for k, v in params.dataset.items() if k != "kind"}
-    meta = data.prepare(params.dataset["kind"], output.meta, **options)
+    cfg = params.source
+    source = DatasetSource(**{**cfg, "files": tuple(RemoteFile(**f) for f in cfg["files"]),
+                              "layout": tuple(cfg["layout"])})
+    raw = Path(output.record).parent
+    acquire(params.dataset, source, raw, Path(params.downloads), raw / source.subdir)
+    write_json({"dataset": params.dataset, "root": str(raw / source.subdir), "homepage": source.homepage,
+                "files": cfg["files"], "licence": source.licence, "redistributable": source.redistributable},
+               output.record)
+
+
+@stage
+def prepare_dataset(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.data.registry import prepare
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # the job's threads, set by the runner
+    meta = prepare(out_meta=output.meta, out_images=getattr(output, "images", None), threads=threads, **params.dataset)
     log.info("prepared %d images, raw scores %.2f..%.2f", len(meta), meta["score_raw"].min(), meta["score_raw"].max())
+
+
+STAGES["prepare_resized_dataset"] = prepare_dataset
 
 
 @stage
@@ -83,7 +103,11 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def make_splits(input: NS, output: NS, params: NS) -> None:
-    table = splits.make_splits(read_meta(input.meta), params.n_splits, params.test_fraction, params.seed)
+    meta = read_meta(input.meta)
+    if params.scheme == "official":
+        table = splits.official_split(meta, input.meta)
+    else:
+        table = splits.make_splits(meta, params.n_splits, params.test_fraction, params.seed)
     write_csv(table, output.splits)
 
 
@@ -297,6 +321,50 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     title = f"{params.dataset}: {params.backbone} (frozen features), {len(input.metrics)} splits"
     write_text(evaluate.to_markdown(summary, title, params.reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
+
+
+@stage
+def evaluate_cross(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import evaluate
+    from qfm_iqm.models import load_model
+    from qfm_iqm.train import predict
+
+    split = int(params.split)
+    train_rows = _part(NS(meta=input.train_meta, splits=input.train_splits), split, "train")
+    train_x = FeatureSet.load(input.train_features).subset(train_rows["image_id"]).features
+    rows = read_meta(input.test_meta)
+    x = FeatureSet.load(input.test_features).subset(rows["image_id"]).features
+    preds = rows[["image_id", "score", "score_raw"]].assign(split=split)
+    models = dict(zip(params.students, input.students, strict=True))
+    for name in params.models:
+        if name == "ridge":
+            preds[name] = evaluate.ridge_floor(train_x, train_rows["score"].to_numpy(), x, params.ridge_alphas)
+        elif name == "finetune":
+            from qfm_iqm import finetune
+            from qfm_iqm.features import CropRecipe
+
+            preds[name] = finetune.predict(finetune.load(input.finetune), rows, CropRecipe(**params.crops),
+                                           params.batch_size, params.device)
+        else:
+            preds[name] = predict(load_model(input.teacher if name == "teacher" else models[name]), x)
+    table = evaluate.split_metrics(preds, params.models).assign(split=split)
+    write_csv(preds, output.predictions)
+    write_csv(table, output.metrics)
+    log.info("split %d:\n%s", split, table.to_string(index=False))
+
+
+@stage
+def summarize_cross(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import evaluate
+
+    cross = [pd.read_csv(p).assign(train=Path(p).parents[2].name, test=Path(p).parents[1].name) for p in input.metrics]
+    within = [pd.read_csv(p).assign(train=Path(p).parent.name, test=Path(p).parent.name) for p in input.within]
+    per_split = pd.concat([*cross, *within], ignore_index=True)
+    table = evaluate.cross_summary(per_split[per_split["model"].isin(params.models)])
+    write_csv(table, output.table)
+    write_text(evaluate.cross_markdown(table, params.models, f"Cross-dataset SRCC / PLCC, {params.backbone}"),
+               output.markdown)
+    log.info("\n%s", table.to_string(index=False))
 
 
 @stage

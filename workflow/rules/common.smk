@@ -1,4 +1,7 @@
-from qfm_iqm.config import active_settings, matching_on, resolve_variants, validate
+import dataclasses
+
+from qfm_iqm.data import registry as data
+from qfm_iqm.config import active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants, validate
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -16,20 +19,60 @@ wildcard_constraints:
 VARIANTS = resolve_variants(config, SCHEMA)
 SCATTER_MODELS = ["ridge", "teacher", "full"]
 DATASETS = config["datasets"]
+CROSS = config["cross_dataset"]
+check_splits(DATASETS)
+check_cross_dataset(config, VARIANTS)
+for _name, _cfg in DATASETS.items():
+    if "options" in _cfg:
+        data.check_options(_cfg["kind"], _cfg["options"], f"datasets.{_name}.options")
 BACKBONE = config["backbone"]["name"]
 CROPS = "c{n}s{size}r{seed}".format(**config["crops"]) + ("g" if config["crops"].get("global_view") else "")
 FEATURES = f"results/{{dataset}}/features/{BACKBONE}/{CROPS}"
 
 
-def names_of_kind(*kinds):
-    """Wildcard regex matching the configured datasets of these kinds (matches nothing if none)."""
-    names = [name for name, cfg in DATASETS.items() if cfg["kind"] in kinds]
+def names_of_kind(*kinds, where=lambda cfg: True):
+    """Wildcard regex matching the configured datasets of these kinds (and ``where``); matches nothing if none."""
+    names = [name for name, cfg in DATASETS.items() if cfg["kind"] in kinds and where(cfg)]
     return "|".join(names) if names else "(?!)"
 
 
+def acquired(cfg):
+    """Whether the workflow acquires a published dataset itself (no local ``root`` configured)."""
+    return "root" not in cfg
+
+
+def dataset_root(name):
+    """Where a published dataset's official layout is: the configured root, or under data/<name>/raw."""
+    cfg = DATASETS[name]
+    return cfg.get("root") or os.path.join(f"data/{name}/raw", data.KINDS[cfg["kind"]].source.subdir)
+
+
+def source_cfg(wildcards):
+    """What acquiring a dataset depends on: its official source, with the configured ``files`` instead."""
+    cfg = DATASETS[wildcards.dataset]
+    source = dataclasses.asdict(data.KINDS[cfg["kind"]].source)
+    if "files" in cfg:
+        source["files"] = [{"extract": True, **f} for f in cfg["files"]]
+    return source
+
+
+def acquisition_input(wildcards):
+    """The acquisition record of a dataset the workflow acquires itself."""
+    cfg = DATASETS[wildcards.dataset]
+    if cfg["kind"] in data.PUBLISHED and acquired(cfg):
+        return {"acquired": f"data/{wildcards.dataset}/raw/acquired.json"}
+    return {}
+
+
 def acquisition_cfg(wildcards):
-    """What building or preparing a dataset depends on: its entry less splits and pool."""
-    return {k: v for k, v in DATASETS[wildcards.dataset].items() if k not in ("n_splits", "pool")}
+    """What building or preparing a dataset depends on: its entry less splits, pool and download
+    files, with the root and the expected count resolved for published datasets."""
+    name = wildcards.dataset
+    cfg = {k: v for k, v in DATASETS[name].items() if k not in ("n_splits", "pool", "split", "files")}
+    if cfg["kind"] in data.PUBLISHED:
+        cfg["root"] = dataset_root(name)
+        cfg.setdefault("expected_count", data.KINDS[cfg["kind"]].expected_count)
+    return cfg
 
 
 def n_splits(dataset):
@@ -103,8 +146,34 @@ def matcher_params(wildcards):
     return {k: config["pairs"][k] for k in ["tau", "k_fallback", *extra]}
 
 
+def labelled_features(dataset):
+    """The cached features of a dataset's labelled images (``dataset`` may be a wildcard like "{train}")."""
+    return f"{FEATURES.format(dataset=dataset)}/labelled.npz"
+
+
+def cross_model_inputs(wildcards):
+    """The trained models of one split of the training dataset that the cross-dataset table reports."""
+    run = f"results/{wildcards.train}/split{wildcards.split}"
+    inputs = {"teacher": f"{run}/teacher.pt"} if "teacher" in CROSS["models"] else {}
+    students = [m for m in CROSS["models"] if m in VARIANTS]
+    inputs["students"] = [f"{run}/students/{m}.pt" for m in students]
+    if "finetune" in CROSS["models"]:
+        inputs["finetune"] = f"{run}/finetune/model.pt"
+    return inputs
+
+
+def cross_metrics(wildcards):
+    return [f"results/cross_dataset/{train}/{test}/split{split}/metrics.csv"
+            for train, test in CROSS["pairs"] for split in range(n_splits(train))]
+
+
+def cross_within(wildcards):
+    """In-dataset results of every training dataset, the diagonal of the cross-dataset matrix."""
+    return [f"results/{train}/metrics.csv" for train in dict.fromkeys(train for train, _ in CROSS["pairs"])]
+
+
 def all_targets():
-    targets = []
+    targets = ["results/cross_dataset/matrix.md"] if CROSS["pairs"] else []
     for name in config["run"]:
         targets += [f"results/{name}/summary.md", f"results/{name}/figures/pair_distance.png"]
         targets += expand("results/{dataset}/figures/scatter_{model}.png", dataset=name, model=SCATTER_MODELS)

@@ -34,11 +34,33 @@ rule build_demo_dataset:
         SCRIPT
 
 
+rule acquire_dataset:
+    output:
+        record="data/{dataset}/raw/acquired.json",
+    wildcard_constraints:
+        dataset=names_of_kind(*data.PUBLISHED, where=acquired),
+    params:
+        dataset="{dataset}",
+        source=source_cfg,
+        downloads="data/{dataset}/downloads",
+    log:
+        "logs/{dataset}/acquire_dataset.log",
+    benchmark:
+        "benchmarks/{dataset}/acquire_dataset.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=600,
+    script:
+        SCRIPT
+
+
 rule prepare_dataset:
+    input:
+        unpack(acquisition_input),
     output:
         meta="data/{dataset}/meta.csv",
     wildcard_constraints:
-        dataset=names_of_kind("livec", "labels"),
+        dataset=names_of_kind("labels", *data.PUBLISHED, where=lambda cfg: "resize" not in cfg),
     params:
         dataset=acquisition_cfg,
     log:
@@ -50,6 +72,22 @@ rule prepare_dataset:
         runtime=20,
     script:
         SCRIPT
+
+
+use rule prepare_dataset as prepare_resized_dataset with:
+    output:
+        meta="data/{dataset}/meta.csv",
+        images=directory("data/{dataset}/images"),
+    wildcard_constraints:
+        dataset=names_of_kind(*data.PUBLISHED, where=lambda cfg: "resize" in cfg),
+    log:
+        "logs/{dataset}/prepare_resized_dataset.log",
+    benchmark:
+        "benchmarks/{dataset}/prepare_resized_dataset.tsv"
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=240,
 
 
 rule build_expansion_pool:
@@ -76,6 +114,7 @@ rule make_splits:
         splits="results/{dataset}/splits.csv",
     params:
         n_splits=lambda wildcards: n_splits(wildcards.dataset),
+        scheme=lambda wildcards: DATASETS[wildcards.dataset].get("split", "random"),
         test_fraction=config["splits"]["test_fraction"],
         seed=config["splits"]["seed"],
     log:

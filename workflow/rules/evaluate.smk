@@ -50,3 +50,57 @@ rule summarize:
         runtime=5,
     script:
         SCRIPT
+
+
+rule evaluate_cross:
+    input:
+        unpack(cross_model_inputs),
+        train_meta="data/{train}/meta.csv",
+        train_splits="results/{train}/splits.csv",
+        train_features=labelled_features("{train}"),
+        test_meta="data/{test}/meta.csv",
+        test_features=labelled_features("{test}"),
+    output:
+        predictions="results/cross_dataset/{train}/{test}/split{split}/predictions.csv",
+        metrics="results/cross_dataset/{train}/{test}/split{split}/metrics.csv",
+    wildcard_constraints:
+        train="[A-Za-z0-9_-]+",
+        test="[A-Za-z0-9_-]+",
+    params:
+        split="{split}",
+        models=CROSS["models"],
+        students=lambda wildcards: [m for m in CROSS["models"] if m in VARIANTS],
+        ridge_alphas=config["evaluation"]["ridge_alphas"],
+        crops=config["crops"],
+        batch_size=config["backbone"]["batch_size"],
+        device=config["finetune"]["device"],
+    log:
+        "logs/cross_dataset/{train}/{test}/split{split}.log",
+    benchmark:
+        "benchmarks/cross_dataset/{train}/{test}/split{split}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        SCRIPT
+
+
+rule summarize_cross:
+    input:
+        metrics=cross_metrics,
+        within=cross_within,
+    output:
+        table="results/cross_dataset/matrix.csv",
+        markdown="results/cross_dataset/matrix.md",
+    params:
+        models=CROSS["models"],
+        backbone=BACKBONE,
+    log:
+        "logs/cross_dataset/summarize_cross.log",
+    benchmark:
+        "benchmarks/cross_dataset/summarize_cross.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        SCRIPT
