@@ -1,9 +1,14 @@
 # QFM-IQM reproduction pipeline: dataset -> features -> pairs -> teacher -> student -> evaluation -> figures.
 # Run the demo:  snakemake --cores all
 # Run LIVEC:     snakemake --cores all --configfile config/livec.yaml
+# Tiers:         snakemake figures --profile workflow/profiles/figures    (redraw, never trains)
+#                snakemake evaluate --profile workflow/profiles/evaluate  (from existing weights)
 
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -19,3 +24,14 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+rule figures:
+    input:
+        figure_targets(),
+
+
+rule evaluate:
+    input:
+        evaluation_targets(),
+        figure_targets(),

@@ -43,3 +43,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny")
     snakemake(workdir, write_config(workdir, tiny_config()))
     return workdir
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny workflow run (timestamps and Snakemake's records kept), for tests that change it."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_run, tmp_path / "run", symlinks=True))

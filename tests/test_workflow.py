@@ -80,7 +80,9 @@ def test_finetune_mode_trains_the_backbone_inside_the_workflow(tiny_run: Path) -
     config["finetune"]["enabled"] = True
     changed = write_config(tiny_run, config, "finetune.yaml")
     jobs = scheduled_jobs(snakemake(tiny_run, changed, "-n"))
-    assert dict(jobs) == {"finetune_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}
+    assert dict(jobs) == {"finetune_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3,
+                          "plot_ablation": 1, "plot_sensitivity": 1, "compare_with_paper": 1, "report_benchmarks": 1,
+                          "all": 1}  # the comparison now reports the fine-tuned student
     snakemake(tiny_run, changed, f"results/{DS}/split0/finetune/predictions.csv")
     d = tiny_run / f"results/{DS}/split0/finetune"
     log = pd.read_csv(d / "log.csv")
@@ -96,24 +98,32 @@ def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-SCORING = {"evaluate_split": 2, "summarize": 1, "plot_scatter": 3, "all": 1}
+# What a changed student reruns: its evaluation, the tables and figures that read them, the report's
+# benchmark table; a changed full student also the figures drawn from it (observation, attention).
+SCORING = {"evaluate_split": 2, "summarize": 1, "sensitivity_sweep": 1, "compare_with_paper": 1, "plot_scatter": 3,
+           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "all": 1}
+FULL = {**SCORING, "plot_observation": 1, "plot_attention": 1}
+FIGURES = {"plot_scatter": 3, "plot_pairs": 1, "plot_observation": 1, "plot_ablation": 1, "plot_sensitivity": 1,
+           "plot_attention": 1, "report_benchmarks": 1, "all": 1}
 
 
 @pytest.mark.parametrize("path, value, expected", [
-    (("student", "train", "epochs"), 4, {"train_student": 6, **SCORING}),  # every variant inherits it
-    (("student", "matching", "eps"), 0.5, {"train_student": 4, **SCORING}),  # the variants with matching
+    (("student", "train", "epochs"), 4, {"train_student": 6, **FULL}),  # every variant inherits it
+    (("student", "matching", "eps"), 0.5, {"train_student": 4, **FULL}),  # the variants with matching
     (("ablation", "variants", "topk_partner", "arch"), {"hidden": 8}, {"train_student": 2, **SCORING}),
     (("teacher", "arch", "hidden"), 48,  # not the baseline: it reads no teacher labels
-     {"train_teacher": 2, "label_pool": 2, "mine_pairs": 2, "train_student": 4, **SCORING}),
-    (("pairs", "tau"), 0.1, {"mine_pairs": 4, "train_student": 4, **SCORING}),
+     {"train_teacher": 2, "label_pool": 2, "mine_pairs": 2, "train_student": 4, **FULL}),
+    (("pairs", "tau"), 0.1, {"mine_pairs": 4, "train_student": 4, **FULL}),
     (("pairs", "top_k"), 3, {"mine_pairs": 2, "train_student": 2, **SCORING}),
     (("datasets", DS, "n_splits"), 3,
      {"make_splits": 1, "pair_observation": 3, "mine_pairs": 6, "train_teacher": 3, "label_pool": 3,
-      "train_student": 9, **SCORING, "evaluate_split": 3, "plot_pairs": 1}),
+      "train_student": 9, **FULL, "evaluate_split": 3, "plot_pairs": 1}),
     (("datasets", DS, "pool", "per_image"), 1,
      {"build_expansion_pool": 1, "extract_features": 1, "label_pool": 2, "mine_pairs": 2, "train_student": 4,
-      **SCORING}),
-    (("figures", "dpi"), 30, {"plot_scatter": 3, "plot_pairs": 1, "all": 1}),
+      **FULL}),
+    (("evaluation", "sweep", "eps"), [0.2], {"sensitivity_sweep": 1, "plot_sensitivity": 1, "report_benchmarks": 1,
+                                            "all": 1}),
+    (("figures", "dpi"), 30, FIGURES),  # a style option: only the figures (and the report's benchmark table)
 ])
 def test_changing_one_knob_reruns_exactly_the_dependent_jobs(tiny_run: Path, path: tuple[str, ...], value: float,
                                                               expected: dict) -> None:
@@ -194,9 +204,3 @@ def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None
     proc = snakemake(tmp_path, REPO / "config/config.yaml", "--lint", check=False)
     findings = set(re.findall(r"^\s+\* (.+)$", proc.stdout + proc.stderr, flags=re.MULTILINE))
     assert findings == {"Specify a conda environment or container for each rule.:"}, findings
-
-
-def test_html_report_bundles_the_figures(tiny_run: Path) -> None:
-    snakemake(tiny_run, tiny_run / "config.yaml", "--report", "report.html")
-    html = (tiny_run / "report.html").read_text(errors="replace")
-    assert "scatter_full.png" in html and "pair_distance.png" in html

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -123,3 +125,30 @@ def cross_markdown(table: pd.DataFrame, models: list[str], title: str) -> str:
             lines.append(f"| {train} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def rule_of(path: Path, rules: list[str]) -> str:
+    """The rule a benchmark file belongs to: the file is named ``<rule>[_<wildcards>].tsv`` or lies in a
+    folder named after the rule (``unknown`` otherwise)."""
+    for part in (path.stem, *reversed(path.parent.parts)):
+        for rule in sorted(rules, key=len, reverse=True):
+            if part == rule or part.startswith(f"{rule}_"):
+                return rule
+    return "unknown"
+
+
+def benchmark_table(folder: str | Path, rules: list[str]) -> pd.DataFrame:
+    """Per rule: jobs, total and median wall time (s) and the largest peak RSS (MB), from the
+    Snakemake ``benchmark:`` files under ``folder``."""
+    frames = []
+    for path in sorted(Path(folder).rglob("*.tsv")):
+        bench = pd.read_csv(path, sep="\t")
+        frames.append(bench.assign(rule=rule_of(path, rules), file=str(path)))
+    if not frames:
+        return pd.DataFrame(columns=["rule", "jobs", "total_s", "median_s", "max_rss_mb"])
+    runs = pd.concat(frames, ignore_index=True)
+    runs["max_rss"] = pd.to_numeric(runs["max_rss"], errors="coerce")
+    grouped = runs.groupby("rule")
+    return pd.DataFrame({"jobs": grouped["file"].nunique(), "total_s": grouped["s"].sum(),
+                         "median_s": grouped["s"].median(), "max_rss_mb": grouped["max_rss"].max()}
+                        ).sort_values("total_s", ascending=False).reset_index()

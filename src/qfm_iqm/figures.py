@@ -1,4 +1,9 @@
-"""Figures: predicted-vs-score scatter per model, and feature distance vs score gap of pairs."""
+"""Figures, one function per kind; every one takes the ``figures`` config section as its style.
+
+Scatter of predictions, the motivating observation (raw and gated features), ablation bars with
+bootstrap CIs, semantic-noise sensitivity before/after and over a sweep of eps and tau, and the
+cross-dataset heatmap. (Attention maps are in ``qfm_iqm.attention``.)
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from qfm_iqm.evaluate import metrics
@@ -26,13 +32,12 @@ def scatter(predictions: pd.DataFrame, model: str, title: str, style: dict) -> p
     """Predicted vs normalised score over all test parts, one colour per split."""
     fig, ax = plt.subplots(figsize=style["figsize"])
     for split, part in predictions.groupby("split"):
-        ax.scatter(part["score"], part[model], s=style["marker_size"], alpha=0.6, label=f"split {split}")
-    m = metrics(predictions["score"], predictions[model])
+        m = metrics(part["score"], part[model])
+        ax.scatter(part["score"], part[model], s=style["marker_size"], alpha=0.6,
+                   label=f"split {split}: SRCC {m['srcc']:.3f}, PLCC {m['plcc']:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="score (normalised)", ylabel=f"{model} prediction",
-           title=f"{title}: {model}\nSRCC {m['srcc']:.3f}, PLCC {m['plcc']:.3f} (pooled test parts)")
-    if predictions["split"].nunique() <= 10:
-        ax.legend(fontsize="x-small", markerscale=2)
+    ax.set(xlabel="score (normalised)", ylabel=f"{model} prediction", title=f"{title}: {model} (test parts)")
+    ax.legend(fontsize="xx-small", markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
@@ -44,4 +49,92 @@ def pair_distance(sample: pd.DataFrame, title: str, style: dict) -> plt.Figure:
     ax.set(xlabel="cosine distance of semantic features", ylabel="|score gap| (normalised)",
            title=f"{title}: near in feature space, far in quality")
     ax.legend()
+    return fig
+
+
+def observation(samples: dict[str, pd.DataFrame], stats: dict[str, dict], title: str, style: dict) -> plt.Figure:
+    """The observation in two feature spaces (e.g. standardised vs gated): one panel per space."""
+    width, height = style["figsize"]
+    fig, axes = plt.subplots(1, len(samples), figsize=(width * len(samples), height), squeeze=False,
+                             layout="constrained")
+    for ax, (space, sample) in zip(axes[0], samples.items(), strict=True):
+        for kind, part in sample.groupby("kind"):
+            ax.scatter(part["cosine_distance"], part["score_gap"], s=style["marker_size"], alpha=0.5, label=kind)
+        s = stats[space]
+        ax.set(xlabel="cosine distance", ylabel="|score gap| (normalised)",
+               title=f"{space}\nNN gap > {s['large_gap']}: {s['nn_fraction_large_gap']:.1%} "
+                     f"(random pairs {s['random_fraction_large_gap']:.1%})")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"{title}: near in feature space, far in quality")
+    return fig
+
+
+def ablation(summary: pd.DataFrame, reference: str, title: str, style: dict) -> plt.Figure:
+    """Median SRCC and PLCC per model with the bootstrap CI of the median as error bars."""
+    width, height = style["figsize"]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), sharey=True, layout="constrained")
+    x = np.arange(len(summary))
+    colours = ["tab:orange" if m == reference else "tab:blue" for m in summary["model"]]
+    for ax, metric in zip(axes, ("srcc", "plcc"), strict=True):
+        med = summary[f"{metric}_median"].to_numpy()
+        err = np.vstack([med - summary[f"{metric}_ci_low"], summary[f"{metric}_ci_high"] - med])
+        ax.bar(x, med, yerr=err, color=colours, capsize=3)
+        ax.set_xticks(x, summary["model"], rotation=45, ha="right")
+        low = np.nanmin(summary[f"{metric}_ci_low"])
+        ax.set(ylim=(max(0.0, low - 0.05), min(1.0, np.nanmax(summary[f"{metric}_ci_high"]) + 0.02)),
+               title=f"{metric.upper()} median, {summary['splits'].max()} splits (95% bootstrap CI)")
+    fig.suptitle(f"{title} (orange: {reference}, the reference of the paired tests)")
+    return fig
+
+
+def sensitivity_bars(sensitivity: pd.DataFrame, title: str, style: dict) -> plt.Figure:
+    """Semantic-noise sensitivity per model: prediction shift and quality-dissimilar nearest neighbours."""
+    width, height = style["figsize"]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), layout="constrained")
+    x = np.arange(len(sensitivity))
+    panels = [("relative_shift", "prediction shift / spread of predictions"),
+              ("nn_fraction_large_gap", "share of nearest neighbours (head's input)\nwith a large score gap")]
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        ax.bar(x, sensitivity[column])
+        ax.set_xticks(x, sensitivity["model"], rotation=45, ha="right")
+        ax.set(title=label)
+    fig.suptitle(f"{title}: semantic-noise sensitivity (eps = {sensitivity['eps'].iloc[0]}), median over splits")
+    return fig
+
+
+def sensitivity_sweep(sweep: pd.DataFrame, tau: float, eps: float, title: str, style: dict) -> plt.Figure:
+    """Relative prediction shift against eps (at the configured tau) and against tau (at the configured eps)."""
+    med = sweep.groupby(["model", "tau", "eps"], sort=False)["relative_shift"].median().reset_index()
+    width, height = style["figsize"]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), sharey=True, layout="constrained")
+    for ax, fixed, value, free in ((axes[0], "tau", tau, "eps"), (axes[1], "eps", eps, "tau")):
+        for model, part in med[np.isclose(med[fixed], value)].groupby("model", sort=False):
+            part = part.sort_values(free)
+            ax.plot(part[free], part["relative_shift"], marker="o", ms=3, label=model)
+        ax.set(xlabel=free, title=f"{fixed} = {value}")
+    axes[0].set_ylabel("prediction shift / spread (median over splits)")
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize="x-small")
+    fig.suptitle(f"{title}: sensitivity to semantic noise of strength eps from partners within tau")
+    return fig
+
+
+def cross_heatmap(table: pd.DataFrame, models: list[str], title: str, style: dict) -> plt.Figure:
+    """Median SRCC per (train, test) dataset, one heatmap per model (diagonal: in-dataset)."""
+    names = list(dict.fromkeys([*table["train"], *table["test"]]))
+    width, height = style["figsize"]
+    fig, axes = plt.subplots(1, len(models), figsize=(width * len(models), height), squeeze=False,
+                             layout="constrained")
+    for ax, model in zip(axes[0], models, strict=True):
+        grid = (table[table["model"] == model].pivot(index="train", columns="test", values="srcc_median")
+                .reindex(index=[n for n in names if n in set(table["train"])], columns=names))
+        image = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=45, ha="right")
+        ax.set_yticks(range(len(grid.index)), grid.index)
+        for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w" if value < 0.6 else "k")
+        ax.set(xlabel="test", ylabel="train" if ax is axes[0][0] else "", title=model)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="median SRCC")
+    fig.suptitle(title)
     return fig

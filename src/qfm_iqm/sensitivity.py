@@ -12,6 +12,7 @@ quality by more than ``large_gap``.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 
@@ -38,3 +39,20 @@ def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners:
             "srcc_clean": float(stats.spearmanr(score, clean).statistic),
             "srcc_noisy": float(stats.spearmanr(score, noisy).statistic),
             "nn_fraction_large_gap": observed["nn_fraction_large_gap"]}
+
+
+def matched_partners(ids: np.ndarray, score: np.ndarray, semantic: np.ndarray, tau: float, k_fallback: int) -> np.ndarray:
+    """Each test image's quality-matched (within ``tau``), semantically farthest partner row in the test part."""
+    matched = pairs.mine_pairs(ids, score, semantic, ids, score, semantic, tau, k_fallback)
+    return pd.Index(ids).get_indexer(matched["partner_id"])
+
+
+def sweep(models: dict[str, QualityModel], x: np.ndarray, score: np.ndarray, ids: np.ndarray, semantic: np.ndarray,
+          taus: list[float], epss: list[float], k_fallback: int, large_gap: float) -> pd.DataFrame:
+    """``sensitivity`` of every model for every (tau, eps): partners mined once per tau."""
+    rows = []
+    for tau in taus:
+        partners = matched_partners(ids, score, semantic, tau, k_fallback)
+        rows += [{"model": name, "tau": tau, **sensitivity(model, x, score, partners, eps, large_gap)}
+                 for name, model in models.items() for eps in epss]
+    return pd.DataFrame(rows)

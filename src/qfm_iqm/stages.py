@@ -277,7 +277,7 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
 def evaluate_split(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
     from qfm_iqm.models import load_model
-    from qfm_iqm.sensitivity import sensitivity
+    from qfm_iqm.sensitivity import matched_partners, sensitivity
     from qfm_iqm.train import predict
 
     split = int(params.split)
@@ -290,8 +290,7 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     models.update({name: load_model(path) for name, path in zip(params.variants, input.students, strict=True)})
     cfg = params.sensitivity
     ids, semantic = rows["image_id"].to_numpy(), test_feats.semantic()
-    matched = pairs.mine_pairs(ids, y, semantic, ids, y, semantic, cfg["tau"], cfg["k_fallback"])
-    partners = pd.Index(ids).get_indexer(matched["partner_id"])
+    partners = matched_partners(ids, y, semantic, cfg["tau"], cfg["k_fallback"])
     sens = []
     for name, model in models.items():
         preds[name] = predict(model, x)
@@ -383,3 +382,107 @@ def plot_pairs(input: NS, output: NS, params: NS) -> None:
     sample = pd.read_csv(input.sample)
     figures.save(figures.pair_distance(sample, params.dataset, params.style), [output.png, output.pdf],
                  params.style["dpi"])
+
+
+@stage
+def plot_observation(input: NS, output: NS, params: NS) -> None:
+    import torch
+
+    from qfm_iqm import figures
+    from qfm_iqm.models import load_model
+
+    rows, feats = _labelled(input, 0, "test")
+    model = load_model(input.model)
+    with torch.inference_mode():
+        x = torch.from_numpy(feats.features).float()
+        spaces = {"standardised (baseline head's input)": ((x - model.mean) / model.std).mean(1),
+                  "QFM-gated (full student's head input)": model.representation(x).mean(1)}
+    cfg, score = params.observation, rows["score"].to_numpy()
+    observed = {name: pairs.observation(score, z.numpy(), cfg["large_gap"], cfg["n_random"], cfg["seed"])
+                for name, z in spaces.items()}
+    fig = figures.observation({k: v[1] for k, v in observed.items()}, {k: v[0] for k, v in observed.items()},
+                              f"{params.dataset}, test part of split 0", params.style)
+    figures.save(fig, [output.png, output.pdf], params.style["dpi"])
+    log.info("observation: %s", {k: v[0] for k, v in observed.items()})
+
+
+@stage
+def plot_ablation(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import figures
+
+    fig = figures.ablation(pd.read_csv(input.summary), params.reference, params.dataset, params.style)
+    figures.save(fig, [output.png, output.pdf], params.style["dpi"])
+
+
+@stage
+def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.models import load_model
+    from qfm_iqm.sensitivity import sweep
+
+    students = {(Path(p).parents[1].name, Path(p).stem): p for p in input.students}  # (split<k>, variant)
+    tables = []
+    for split, teacher in enumerate(input.teacher):
+        rows, feats = _labelled(input, split, "test")
+        models = {"teacher": load_model(teacher),
+                  **{v: load_model(students[(f"split{split}", v)]) for v in params.variants}}
+        table = sweep(models, feats.features, rows["score"].to_numpy(), rows["image_id"].to_numpy(),
+                      feats.semantic(), params.sweep["tau"], params.sweep["eps"], params.k_fallback,
+                      params.large_gap)
+        tables.append(table.assign(split=split))
+    write_csv(pd.concat(tables, ignore_index=True), output.sweep)
+
+
+@stage
+def plot_sensitivity(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import figures
+
+    bars = figures.sensitivity_bars(pd.read_csv(input.sensitivity), params.dataset, params.style)
+    figures.save(bars, [output.bars, output.bars_pdf], params.style["dpi"])
+    curves = figures.sensitivity_sweep(pd.read_csv(input.sweep), params.tau, params.eps, params.dataset, params.style)
+    figures.save(curves, [output.sweep, output.sweep_pdf], params.style["dpi"])
+
+
+@stage
+def plot_attention(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import attention, figures
+    from qfm_iqm.features import CropRecipe
+    from qfm_iqm.models import load_model
+
+    rows = _part(input, 0, "test").sort_values("score", ignore_index=True)
+    n = min(params.style["attention_images"], len(rows))
+    picked = rows.iloc[np.linspace(0, len(rows) - 1, n).round().astype(int)]  # worst to best, evenly spaced
+    weights = input.weights if params.backbone["weights"] == "package" else params.backbone["weights"]
+    models = {name: load_model(path) for name, path in zip(params.models, input.models, strict=True)}
+    items = attention.attention_maps(picked, params.backbone["name"], weights, models, CropRecipe(**params.crops))
+    fig = attention.attention_figure(items, f"{params.dataset}: gradient maps, split 0 test images", params.style)
+    figures.save(fig, [output.png, output.pdf], params.style["dpi"])
+
+
+@stage
+def plot_cross(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import figures
+
+    fig = figures.cross_heatmap(pd.read_csv(input.table), params.models,
+                                f"Cross-dataset median SRCC, {params.backbone}", params.style)
+    figures.save(fig, [output.png, output.pdf], params.style["dpi"])
+
+
+@stage
+def compare_with_paper(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import comparison
+
+    cfg = params.comparison
+    summaries = {run["name"]: pd.read_csv(path) for run, path in zip(params.runs, input.summaries, strict=True)}
+    table = comparison.compare(cfg["published"], cfg["source"], cfg["tolerance"], params.runs, summaries)
+    write_csv(table, output.table)
+    write_text(comparison.to_markdown(table), output.markdown)
+    log.info("\n%s", table.to_string(index=False))
+
+
+@stage
+def report_benchmarks(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.evaluate import benchmark_table
+
+    table = benchmark_table(params.folder, params.rules)
+    write_csv(table, output.table)
+    log.info("\n%s", table.to_string(index=False))

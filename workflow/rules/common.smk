@@ -18,6 +18,7 @@ wildcard_constraints:
 # Student variants: "full" (the student section) and the ablation's overrides of it.
 VARIANTS = resolve_variants(config, SCHEMA)
 SCATTER_MODELS = ["ridge", "teacher", "full"]
+ATTENTION_MODELS = ["baseline", "full"] if "baseline" in VARIANTS else ["full"]
 DATASETS = config["datasets"]
 CROSS = config["cross_dataset"]
 check_splits(DATASETS)
@@ -92,9 +93,10 @@ def backbone_weights(wildcards):
     return []
 
 
-def per_split(pattern):
-    """Input function: ``pattern`` expanded over every split of the job's dataset."""
-    return lambda wildcards: expand(pattern, dataset=wildcards.dataset, split=range(n_splits(wildcards.dataset)))
+def per_split(pattern, **extra):
+    """Input function: ``pattern`` expanded over every split of the job's dataset (and ``extra`` wildcards)."""
+    return lambda wildcards: expand(pattern, dataset=wildcards.dataset, split=range(n_splits(wildcards.dataset)),
+                                    **extra)
 
 
 def uses_pool(student):
@@ -172,10 +174,30 @@ def cross_within(wildcards):
     return [f"results/{train}/metrics.csv" for train in dict.fromkeys(train for train, _ in CROSS["pairs"])]
 
 
+def comparison_runs():
+    """Our runs that the paper comparison reports: dataset, kind, the model compared, backbone and mode."""
+    finetuned = config["finetune"]["enabled"]
+    return [{"name": name, "kind": DATASETS[name]["kind"], "model": "finetune" if finetuned else "full",
+             "backbone": BACKBONE, "mode": "fine-tuned" if finetuned else "frozen features"} for name in config["run"]]
+
+
+def figure_targets():
+    """Every figure of the run (PNG; each rule writes a PDF beside it)."""
+    figures = ["pair_distance", "observation_gated", "ablation", "sensitivity", "sensitivity_sweep", "attention",
+               *(f"scatter_{model}" for model in SCATTER_MODELS)]
+    targets = expand("results/{dataset}/figures/{figure}.png", dataset=config["run"], figure=figures)
+    return targets + (["results/cross_dataset/heatmap.png"] if CROSS["pairs"] else [])
+
+
+def evaluation_targets():
+    """The evaluation tables of the run: summaries, the cross-dataset matrix, the paper comparison."""
+    targets = expand("results/{dataset}/{table}", dataset=config["run"], table=["summary.md", "sensitivity_sweep.csv"])
+    targets.append("results/paper_comparison.md")
+    return targets + (["results/cross_dataset/matrix.md"] if CROSS["pairs"] else [])
+
+
 def all_targets():
-    targets = ["results/cross_dataset/matrix.md"] if CROSS["pairs"] else []
+    targets = evaluation_targets() + figure_targets() + ["results/benchmarks.csv"]
     for name in config["run"]:
-        targets += [f"results/{name}/summary.md", f"results/{name}/figures/pair_distance.png"]
-        targets += expand("results/{dataset}/figures/scatter_{model}.png", dataset=name, model=SCATTER_MODELS)
         targets += expand("results/{dataset}/split{split}/pair_stats.json", dataset=name, split=range(n_splits(name)))
     return targets

@@ -75,9 +75,9 @@ rule evaluate_cross:
         batch_size=config["backbone"]["batch_size"],
         device=config["finetune"]["device"],
     log:
-        "logs/cross_dataset/{train}/{test}/split{split}.log",
+        "logs/cross_dataset/{train}/{test}/evaluate_cross_split{split}.log",
     benchmark:
-        "benchmarks/cross_dataset/{train}/{test}/split{split}.tsv"
+        "benchmarks/cross_dataset/{train}/{test}/evaluate_cross_split{split}.tsv"
     resources:
         mem_mb=4000,
         runtime=10,
@@ -99,6 +99,51 @@ rule summarize_cross:
         "logs/cross_dataset/summarize_cross.log",
     benchmark:
         "benchmarks/cross_dataset/summarize_cross.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        SCRIPT
+
+
+rule sensitivity_sweep:
+    input:
+        meta="data/{dataset}/meta.csv",
+        splits="results/{dataset}/splits.csv",
+        features=f"{FEATURES}/labelled.npz",
+        teacher=per_split("results/{dataset}/split{split}/teacher.pt"),
+        students=per_split("results/{dataset}/split{split}/students/{variant}.pt", variant=list(VARIANTS)),
+    output:
+        sweep="results/{dataset}/sensitivity_sweep.csv",
+    params:
+        variants=list(VARIANTS),
+        sweep=config["evaluation"]["sweep"],
+        k_fallback=config["pairs"]["k_fallback"],
+        large_gap=config["pairs"]["large_gap"],
+    log:
+        "logs/{dataset}/sensitivity_sweep.log",
+    benchmark:
+        "benchmarks/{dataset}/sensitivity_sweep.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        SCRIPT
+
+
+rule compare_with_paper:
+    input:
+        summaries=expand("results/{dataset}/summary.csv", dataset=config["run"]),
+    output:
+        table=report("results/paper_comparison.csv", caption="../report/paper_comparison.rst", category="Paper comparison"),
+        markdown="results/paper_comparison.md",
+    params:
+        comparison=config["comparison"],
+        runs=comparison_runs(),
+    log:
+        "logs/compare_with_paper.log",
+    benchmark:
+        "benchmarks/compare_with_paper.tsv"
     resources:
         mem_mb=1000,
         runtime=5,

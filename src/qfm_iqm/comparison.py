@@ -1,0 +1,71 @@
+"""The paper-versus-ours table: one row per published cell (dataset, metric), with a verdict.
+
+Verdicts: ``match`` (|ours - paper| <= tolerance, declared in the config before the run), ``within CI``
+(the paper's value lies inside our bootstrap CI of the median), ``miss``, ``not run`` (no run of that
+dataset here), ``no paper value`` (the paper's cell is unknown; it stays unknown).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("srcc", "plcc")
+COLUMNS = ["dataset", "metric", "paper", "source", "run", "model", "backbone", "mode", "splits", "ours_median",
+           "ours_iqr", "ci_low", "ci_high", "delta", "tolerance", "verdict"]
+
+
+def verdict(paper: float | None, median: float, ci: tuple[float, float], tolerance: float) -> str:
+    if paper is None:
+        return "no paper value"
+    if abs(median - paper) <= tolerance:
+        return "match"
+    return "within CI" if ci[0] <= paper <= ci[1] else "miss"
+
+
+def compare(published: dict[str, dict[str, float | None]], source: str, tolerance: float,
+            runs: list[dict], summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows for every published (dataset kind, metric); ``runs`` describe our runs (name, kind, model,
+    backbone, mode) and ``summaries`` map a run's name to its summary table (``evaluate.summarise``)."""
+    rows = []
+    for kind, cells in published.items():
+        ours = [r for r in runs if r["kind"] == kind]
+        for metric in METRICS:
+            paper = cells.get(metric)
+            base = {"dataset": kind, "metric": metric, "paper": paper, "source": source if paper is not None else "",
+                    "tolerance": tolerance}
+            if not ours:
+                rows.append({**base, "verdict": "not run" if paper is not None else "no paper value"})
+            for run in ours:
+                row = summaries[run["name"]].set_index("model").loc[run["model"]]
+                median, ci = row[f"{metric}_median"], (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"])
+                rows.append({**base, "run": run["name"], "model": run["model"], "backbone": run["backbone"],
+                             "mode": run["mode"], "splits": int(row["splits"]), "ours_median": median,
+                             "ours_iqr": row[f"{metric}_iqr"], "ci_low": ci[0], "ci_high": ci[1],
+                             "delta": np.nan if paper is None else median - paper,
+                             "verdict": verdict(paper, median, ci, tolerance)})
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The comparison as a Markdown table (blank where a value does not exist)."""
+    def fmt(value: object) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return ""
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    legend = ("One row per published cell. `match`: |ours - paper| <= tolerance; `within CI`: the paper's value lies "
+              "in our 95% bootstrap CI of the median; `miss`: neither; `not run`: no run of that dataset here; "
+              "`no paper value`: the paper's cell is unknown and stays unknown.")
+    header = ("| dataset | metric | paper | ours (median) | IQR | 95% CI | delta | tolerance | verdict | run | model | "
+              "backbone | mode | splits | source |")
+    lines = ["# QFM-IQM: paper versus this reproduction", "", legend, "", header, "|" + "---|" * 15]
+    for _, r in table.iterrows():
+        ci = "" if pd.isna(r["ci_low"]) else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        delta = "" if pd.isna(r["delta"]) else f"{r['delta']:+.3f}"
+        splits = "" if pd.isna(r["splits"]) else str(int(r["splits"]))
+        cells = [r["dataset"], r["metric"].upper(), fmt(r["paper"]), fmt(r["ours_median"]), fmt(r["ours_iqr"]), ci,
+                 delta, fmt(r["tolerance"]), f"**{r['verdict']}**", fmt(r["run"]), fmt(r["model"]),
+                 fmt(r["backbone"]), fmt(r["mode"]), splits, fmt(r["source"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
