@@ -41,10 +41,15 @@ def scatter(predictions: pd.DataFrame, model: str, title: str, style: dict) -> p
     return fig
 
 
+def _random_first(sample: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Pair kinds in drawing order: the many random pairs below, the nearest neighbours on top."""
+    return sorted(sample.groupby("kind"), key=lambda item: item[0] != "random")
+
+
 def pair_distance(sample: pd.DataFrame, title: str, style: dict) -> plt.Figure:
     """Semantic cosine distance against |score gap|: random pairs and nearest neighbours."""
     fig, ax = plt.subplots(figsize=style["figsize"])
-    for kind, part in sample.groupby("kind"):
+    for kind, part in _random_first(sample):
         ax.scatter(part["cosine_distance"], part["score_gap"], s=style["marker_size"], alpha=0.5, label=kind)
     ax.set(xlabel="cosine distance of semantic features", ylabel="|score gap| (normalised)",
            title=f"{title}: near in feature space, far in quality")
@@ -58,7 +63,7 @@ def observation(samples: dict[str, pd.DataFrame], stats: dict[str, dict], title:
     fig, axes = plt.subplots(1, len(samples), figsize=(width * len(samples), height), squeeze=False,
                              layout="constrained")
     for ax, (space, sample) in zip(axes[0], samples.items(), strict=True):
-        for kind, part in sample.groupby("kind"):
+        for kind, part in _random_first(sample):
             ax.scatter(part["cosine_distance"], part["score_gap"], s=style["marker_size"], alpha=0.5, label=kind)
         s = stats[space]
         ax.set(xlabel="cosine distance", ylabel="|score gap| (normalised)",
