@@ -69,6 +69,24 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
     assert (tiny_run / f"benchmarks/{DS}/split0/train_student_full.tsv").is_file()
 
 
+def test_training_and_evaluation_jobs_record_their_provenance(tiny_run: Path) -> None:
+    from importlib import metadata
+
+    split = tiny_run / f"results/{DS}/split0"
+    records = {name: json.loads((split / name).read_text()) for name in
+               ["teacher.provenance.json", "students/full.provenance.json", "evaluation.provenance.json"]}
+    assert [r["rule"] for r in records.values()] == ["train_teacher", "train_student", "evaluate_split"]
+    full = records["students/full.provenance.json"]
+    assert full["outputs"][0].endswith("students/full.pt")
+    assert re.fullmatch(r"[0-9a-f]{40}", full["git"]["commit"]) or full["git"]["commit"].startswith("unknown")
+    assert len({r["config_sha256"] for r in records.values()}) == 1  # one configuration ...
+    assert len({r["params_sha256"] for r in records.values()}) == 3  # ... of which each job uses its part
+    assert full["seeds"] == {"student.train.seed": 0}
+    assert records["teacher.provenance.json"]["seeds"] == {"teacher.train.seed": 0}
+    assert full["device"]["requested"] == ["cpu"] and full["packages"]["torch"] == metadata.version("torch")
+    assert all(r["wall_s"] > 0 for r in records.values())
+
+
 def test_one_seed_gives_identical_results_across_runs(tiny_run: Path, tmp_path: Path) -> None:
     snakemake(tmp_path, write_config(tmp_path, tiny_config()))
     for name in ["metrics.csv", "sensitivity.csv", "split0/predictions.csv", "split1/students/full_log.csv"]:
@@ -179,6 +197,13 @@ def test_bad_input_stops_with_a_clear_error_and_no_partial_results(tmp_path: Pat
         assert (tmp_path / "data/mine/meta.csv").is_file()
     else:
         assert results == set() and not (tmp_path / "data/mine/meta.csv").exists()
+
+
+def test_local_profile_plans_the_same_jobs_as_a_plain_run(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config())
+    plain = scheduled_jobs(snakemake(tmp_path, config, "-n"))
+    profiled = scheduled_jobs(snakemake(tmp_path, config, "-n", "--profile", str(REPO / "workflow/profiles/local")))
+    assert profiled == plain and plain["train_student"] == 6
 
 
 def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:

@@ -6,20 +6,25 @@ import contextlib
 import logging
 import os
 import sys
+import time
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+from qfm_iqm import provenance
 from qfm_iqm.config import ConfigError
-from qfm_iqm.io import InputError
+from qfm_iqm.io import InputError, write_json
 from qfm_iqm.stages import STAGES
 
 
-def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, threads: int = 1) -> None:
+def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, threads: int = 1,
+              config: dict | None = None) -> None:
     """Call stage ``name``; stderr (progress bars) and logging go to ``log_path``.
 
     Snakemake's named inputs, outputs and params reach the stage as plain namespaces (an optional
     input is present or not: ``hasattr``). Bad input (InputError, ConfigError) ends the job with a one-line message naming the culprit,
-    on the console and in the log; any other error keeps its traceback in the log.
+    on the console and in the log; any other error keeps its traceback in the log. A job with a
+    ``provenance`` output gets its provenance record there (``qfm_iqm.provenance``).
     """
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # read by torch when a stage imports it
     with open(log_path, "w") as log_file, contextlib.redirect_stderr(log_file):
@@ -27,7 +32,12 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
         try:
+            started, clock = datetime.now(UTC), time.perf_counter()
             STAGES[name](*(SimpleNamespace(**dict(files.items())) for files in (input, output, params)))
+            if "provenance" in dict(output.items()):
+                outputs = [str(path) for key, path in output.items() if key != "provenance"]
+                write_json(provenance.record(name, dict(params.items()), config or {}, outputs, started,
+                                             time.perf_counter() - clock), output.provenance)
         except (InputError, ConfigError) as err:
             logging.getLogger(name).error("%s", err)
             print(f"ERROR in {name}: {err}", file=sys.__stderr__)

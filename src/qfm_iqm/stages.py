@@ -48,7 +48,12 @@ def build_demo_dataset(input: NS, output: NS, params: NS) -> None:
     cfg = params.dataset
     meta = build_demo(output.meta, output.images, cfg["photos"], cfg["distortions"], cfg["levels"],
                       cfg["short_side"], cfg["seed"])
+    write_json({"kind": "demo", "licence": DEMO_LICENCE, "redistributable": True}, output.licence)
     log.info("demo dataset: %d images from %d photos", len(meta), meta["ref_id"].nunique())
+
+
+DEMO_LICENCE = ("sample photos shipped in scikit-image, scikit-learn and matplotlib (public domain or CC; see those "
+                "packages), distorted and SSIM-scored here")
 
 
 @stage
@@ -68,10 +73,13 @@ def acquire_dataset(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def prepare_dataset(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.data.registry import prepare
+    from qfm_iqm.data.registry import KINDS, prepare
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # the job's threads, set by the runner
     meta = prepare(out_meta=output.meta, out_images=getattr(output, "images", None), threads=threads, **params.dataset)
+    source = KINDS[params.dataset["kind"]].source
+    write_json({"kind": params.dataset["kind"], "licence": source.licence if source else "unknown (a label folder)",
+                "redistributable": bool(source and source.redistributable)}, output.licence)
     log.info("prepared %d images, raw scores %.2f..%.2f", len(meta), meta["score_raw"].min(), meta["score_raw"].max())
 
 

@@ -18,6 +18,7 @@ rule convert_weights:
 rule build_demo_dataset:
     output:
         meta="data/{dataset}/meta.csv",
+        licence="data/{dataset}/licence.json",
         images=directory("data/{dataset}/images"),
     wildcard_constraints:
         dataset=names_of_kind("demo"),
@@ -59,6 +60,7 @@ rule prepare_dataset:
         unpack(acquisition_input),
     output:
         meta="data/{dataset}/meta.csv",
+        licence="data/{dataset}/licence.json",
     wildcard_constraints:
         dataset=names_of_kind("labels", *data.PUBLISHED, where=lambda cfg: "resize" not in cfg),
     params:
@@ -77,6 +79,7 @@ rule prepare_dataset:
 use rule prepare_dataset as prepare_resized_dataset with:
     output:
         meta="data/{dataset}/meta.csv",
+        licence="data/{dataset}/licence.json",
         images=directory("data/{dataset}/images"),
     wildcard_constraints:
         dataset=names_of_kind(*data.PUBLISHED, where=lambda cfg: "resize" in cfg),

@@ -10,6 +10,7 @@ rule evaluate_split:
         predictions="results/{dataset}/split{split}/predictions.csv",
         metrics="results/{dataset}/split{split}/metrics.csv",
         sensitivity="results/{dataset}/split{split}/sensitivity.csv",
+        provenance="results/{dataset}/split{split}/evaluation.provenance.json",
     params:
         split="{split}",
         variants=list(VARIANTS),
@@ -63,6 +64,7 @@ rule evaluate_cross:
     output:
         predictions="results/cross_dataset/{train}/{test}/split{split}/predictions.csv",
         metrics="results/cross_dataset/{train}/{test}/split{split}/metrics.csv",
+        provenance="results/cross_dataset/{train}/{test}/split{split}/provenance.json",
     wildcard_constraints:
         train="[A-Za-z0-9_-]+",
         test="[A-Za-z0-9_-]+",

@@ -6,6 +6,7 @@ rule train_teacher:
     output:
         model="results/{dataset}/split{split}/teacher.pt",
         log="results/{dataset}/split{split}/teacher_log.csv",
+        provenance="results/{dataset}/split{split}/teacher.provenance.json",
     params:
         split="{split}",
         teacher=config["teacher"],
@@ -49,6 +50,7 @@ rule train_student:
         model="results/{dataset}/split{split}/students/{variant}.pt",
         log="results/{dataset}/split{split}/students/{variant}_log.csv",
         info="results/{dataset}/split{split}/students/{variant}.json",
+        provenance="results/{dataset}/split{split}/students/{variant}.provenance.json",
     wildcard_constraints:
         variant="|".join(VARIANTS),
     params:
@@ -76,6 +78,7 @@ rule finetune_student:
         log="results/{dataset}/split{split}/finetune/log.csv",
         info="results/{dataset}/split{split}/finetune/info.json",
         predictions="results/{dataset}/split{split}/finetune/predictions.csv",
+        provenance="results/{dataset}/split{split}/finetune/provenance.json",
     params:
         split="{split}",
         student=VARIANTS["full"],

@@ -3,4 +3,4 @@
 from qfm_iqm.runner import run_stage
 
 run_stage(snakemake.rule, snakemake.input, snakemake.output, snakemake.params,  # noqa: F821
-          snakemake.log[0], snakemake.threads)  # noqa: F821
+          snakemake.log[0], snakemake.threads, snakemake.config)  # noqa: F821
