@@ -130,8 +130,9 @@ def cross_markdown(table: pd.DataFrame, models: list[str], title: str) -> str:
 def rule_of(path: Path, rules: list[str]) -> str:
     """The rule a benchmark file belongs to: the file is named ``<rule>[_<wildcards>].tsv`` or lies in a
     folder named after the rule (``unknown`` otherwise)."""
+    longest_first = sorted(rules, key=len, reverse=True)
     for part in (path.stem, *reversed(path.parent.parts)):
-        for rule in sorted(rules, key=len, reverse=True):
+        for rule in longest_first:
             if part == rule or part.startswith(f"{rule}_"):
                 return rule
     return "unknown"

@@ -98,16 +98,20 @@ class QualityModel(nn.Module):
             self.out_scale.fill_(scale)
             self.out_shift.fill_(y.mean() - scale * pred.mean())
 
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """Features on the training features' scale (what a head without a gate sees)."""
+        return (x - self.mean) / self.std
+
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """What the head sees: standardised features, gated when the model has a gate."""
-        return self.gate((x - self.mean) / self.std)
+        return self.gate(self.standardise(x))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
         """Scores; with ``noise`` (partner features), the semantic-noise path of QFM-IQM:
         standardised features plus ``eps`` x standardised partner features, then gate and head."""
-        z = (x - self.mean) / self.std
+        z = self.standardise(x)
         if noise is not None:
-            z = z + eps * (noise - self.mean) / self.std
+            z = z + eps * (noise - self.mean) / self.std  # as measured (bit-identical results)
         return self.head(self.gate(z)).squeeze(-1) * self.out_scale + self.out_shift
 
 

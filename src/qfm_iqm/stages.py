@@ -41,6 +41,10 @@ def convert_weights(input: NS, output: NS, params: NS) -> None:
     log.info("converted %s weights, sha256 %s", params.backbone, digest)
 
 
+DEMO_LICENCE = ("sample photos shipped in scikit-image, scikit-learn and matplotlib (public domain or CC; see those "
+                "packages), distorted and SSIM-scored here")
+
+
 @stage
 def build_demo_dataset(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.data.synthetic import build_demo
@@ -50,10 +54,6 @@ def build_demo_dataset(input: NS, output: NS, params: NS) -> None:
                       cfg["short_side"], cfg["seed"])
     write_json({"kind": "demo", "licence": DEMO_LICENCE, "redistributable": True}, output.licence)
     log.info("demo dataset: %d images from %d photos", len(meta), meta["ref_id"].nunique())
-
-
-DEMO_LICENCE = ("sample photos shipped in scikit-image, scikit-learn and matplotlib (public domain or CC; see those "
-                "packages), distorted and SSIM-scored here")
 
 
 @stage
@@ -403,7 +403,7 @@ def plot_observation(input: NS, output: NS, params: NS) -> None:
     model = load_model(input.model)
     with torch.inference_mode():
         x = torch.from_numpy(feats.features).float()
-        spaces = {"standardised (baseline head's input)": ((x - model.mean) / model.std).mean(1),
+        spaces = {"standardised (baseline head's input)": model.standardise(x).mean(1),
                   "QFM-gated (full student's head input)": model.representation(x).mean(1)}
     cfg, score = params.observation, rows["score"].to_numpy()
     observed = {name: pairs.observation(score, z.numpy(), cfg["large_gap"], cfg["n_random"], cfg["seed"])
