@@ -192,3 +192,24 @@ def test_official_split_uses_the_datasets_own_test_part(tmp_path) -> None:
     assert splits.split_ids(table, 0, "train").tolist() == ["a", "b", "d"]  # validation images train
     with pytest.raises(InputError, match=r"meta.csv: no official_part column"):
         splits.official_split(meta.drop(columns="official_part"), tmp_path / "meta.csv")
+
+
+def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> None:
+    """Channels constant on the training features standardise to 0, near-constant ones get the std floor, and
+    values outside the training range are clipped; the old 1e-6 clamp gave z-scores of ~1e6 here."""
+    rng = np.random.default_rng(0)
+    train_x = rng.normal(size=(20, 3, 6))  # images x crops x channels, channels last (pooled or token features)
+    train_x[..., 0] = 0.0  # a dead unit on the training part
+    train_x[..., 1] = 1e-4 * rng.normal(size=(20, 3))  # nearly constant
+    model = QualityModel(6, head="linear", dropout=0.0)
+    model.fit_normaliser(torch.from_numpy(train_x))
+    test_x = torch.from_numpy(rng.normal(size=(5, 3, 6)) * 50).float()  # every channel active, far out of range
+    z = model.standardise(test_x)
+    assert torch.isfinite(z).all() and (z[..., 0] == 0).all()
+    train_z = model.standardise(torch.from_numpy(train_x).float())
+    assert z.abs().max() <= train_z.abs().max() + 1e-5  # no test value beyond what the head saw in training
+    assert train_z[..., 1].abs().max() < 1e-2  # floored at 0.1 x the median std, not blown up to unit scale
+    assert torch.isfinite(model(test_x, noise=test_x.flip(0), eps=0.3)).all()
+    unclipped = QualityModel(6)
+    unclipped.fit_normaliser(torch.from_numpy(train_x), clip=False)  # fine-tune mode: features move
+    assert unclipped.standardise(test_x)[..., 2:].abs().max() > train_z.abs().max()

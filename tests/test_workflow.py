@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, write_image
+from conftest import REPO, SHARED, needs_livec, write_image
 from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
@@ -215,8 +215,11 @@ def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
+@needs_livec
 def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
-    proc = snakemake(tmp_path, REPO / "config/livec.yaml", "-n")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "shared").symlink_to(SHARED)  # the config's root, ../shared/..., seen from the working directory
+    proc = snakemake(tmp_path / "work", REPO / "config/livec.yaml", "-n")
     jobs = scheduled_jobs(proc)
     for rule in ["prepare_dataset", "build_expansion_pool", "convert_weights", "extract_features", "mine_pairs",
                  "train_teacher", "label_pool", "train_student", "evaluate_split", "plot_scatter", "plot_pairs"]:

@@ -19,12 +19,16 @@ import pandas as pd
 from qfm_iqm.evaluate import metrics
 from qfm_iqm.io import atomic_path
 
+STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # formats that stamp the time
+
 
 def save(fig: plt.Figure, outputs: list[str | Path], dpi: int) -> None:
-    """Write ``fig`` to every output path (format from the suffix), atomically."""
+    """Write ``fig`` to every output path (format from the suffix), atomically and byte-stable: a PDF
+    carries no creation date, so redrawing the same figure rewrites the same bytes."""
     for out in outputs:
+        fmt = Path(out).suffix.lstrip(".")
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=Path(out).suffix.lstrip("."), bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", metadata=STABLE_METADATA.get(fmt))
     plt.close(fig)
 
 

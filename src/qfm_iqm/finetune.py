@@ -5,7 +5,7 @@ The loss is the frozen-feature student's (``qfm_iqm.train.train``):
 decodes images, takes a random crop (and horizontal flip) of each and back-propagates into the
 backbone. Partner features (the semantic noise) are computed without gradient, as if read from
 the memory bank. BatchNorm running statistics stay frozen by default: small batches would
-corrupt them. Feature standardisation has a floor on the std (``std_floor``). The final model is
+corrupt them. Feature standardisation has a floor on the std (``std_floor``) and no clipping. The final model is
 kept and its output affinely calibrated on centre crops of the training images.
 """
 
@@ -138,10 +138,8 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     y = torch.tensor(train["score"].to_numpy(), dtype=torch.float32)
     with torch.no_grad():
         model.eval()
-        model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device))
-        # channels constant on the training crops (dead ReLU6 units) would get huge z-scores once another
-        # crop or the fine-tuned backbone activates them
-        model.quality.std.clamp_(min=cfg.std_floor * float(model.quality.std.median()))
+        model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
+                                     clip=False)
     opt = torch.optim.AdamW([{"params": model.descriptor.parameters(), "lr": cfg.lr_backbone},
                              {"params": model.quality.parameters(), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     samples = len(train) * cfg.train_crops

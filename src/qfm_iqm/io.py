@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 
 class InputError(ValueError):
@@ -66,13 +68,72 @@ def sha256sum(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# P -> RGB warns when the palette transparency is per entry (bytes); La -> RGB is unsupported, La -> LA
+# undoes its premultiplied alpha.
+_VIA = {"P": "RGBA", "La": "LA"}
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Map a decoded image of any Pillow mode to 8-bit RGB.
+
+    Single-band images of more than 8 bits become grey, rescaled (and rounded) thus:
+
+    - 16-bit (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``): value * 255 / 65535.
+    - 32-bit integer (``I``, which Pillow also uses for some 16-bit files): by the smallest nominal range that
+      holds the data: max <= 255 as is, max <= 65535 as 16-bit, else as uint32 (value * 255 / (2**32 - 1));
+      if any value is negative, min..max maps linearly to 0..255.
+    - float (``F``): values within [0, 1] times 255, any other range min..max linearly to 0..255;
+      NaN or infinity raises ValueError.
+
+    A constant image that needs the min..max stretch becomes 0. Every other mode goes through Pillow's own
+    conversion (LAB through ImageCms, D50 Lab to sRGB). Alpha and transparency are dropped, not composited:
+    the straight colour stays, premultiplied alpha (``La``, ``RGBa``) is undone first.
+    """
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        return Image.fromarray(_grey8(np.asarray(img, dtype=np.float64), img.mode)).convert("RGB")
+    if img.mode in _VIA:
+        img = img.convert(_VIA[img.mode])
+    rgb = img.convert("RGB")
+    rgb.info.pop("transparency", None)
+    return rgb
+
+
+def _grey8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Rescale one band of mode ``I;16*``, ``I`` or ``F`` to uint8 by the rules of ``to_rgb8``."""
+    if not np.isfinite(values).all():
+        raise ValueError("non-finite pixel values")
+    lo, hi = values.min(), values.max()
+    if mode.startswith("I;16"):
+        full = 65535
+    elif mode == "F":
+        full = 1 if lo >= 0 and hi <= 1 else None
+    else:
+        full = None if lo < 0 else 255 if hi <= 255 else 65535 if hi <= 65535 else 2**32 - 1
+    if full is None:  # stretch min..max to 0..255
+        values, full = values - lo, (hi - lo) or 1
+    return np.rint(values * 255 / full).astype(np.uint8)
+
+
 def read_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode an image fully as RGB, or raise InputError naming the file."""
+    """Decode an image fully as 8-bit RGB (see ``to_rgb8``), upright as its EXIF orientation says.
+
+    Any failure raises InputError with a one-line message naming the file. Images of more than
+    ``Image.MAX_IMAGE_PIXELS`` pixels are refused ("image too large"): above twice that Pillow refuses them
+    itself; between once and twice it only warns (the warning is still shown), and this reader refuses them too.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
+    limit = Image.MAX_IMAGE_PIXELS or math.inf
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise InputError(f"corrupt or unreadable image: {path} ({err})") from err
+            pixels = img.width * img.height
+            if pixels <= limit:
+                ImageOps.exif_transpose(img, in_place=True)  # loads the pixels, then turns them upright
+                return to_rgb8(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pixels = int(re.search(r"\((\d+) pixels\)", str(err))[1])  # Pillow refuses before handing back the image
+    except (OSError, SyntaxError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise InputError(f"corrupt or unreadable image: {path} ({reason})") from err
+    raise InputError(f"image too large: {path} ({pixels / 1e6:.1f} Mpx; the limit is {limit / 1e6:.1f} Mpx)")

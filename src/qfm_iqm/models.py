@@ -15,6 +15,7 @@ from torch import nn
 from qfm_iqm.io import atomic_path
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
+STD_FLOOR = 0.1  # least std a channel is standardised with, relative to the median std of the channels
 
 
 def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -72,16 +73,34 @@ class QualityModel(nn.Module):
                      "gate_reduction": gate_reduction}
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        self.register_buffer("low", torch.full((in_dim,), -torch.inf))  # the training range of each channel
+        self.register_buffer("high", torch.full((in_dim,), torch.inf))
         self.register_buffer("out_scale", torch.ones(()))
         self.register_buffer("out_shift", torch.zeros(()))
         self.gate = ChannelGate(in_dim, gate_reduction) if gate else nn.Identity()
         self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout)
 
-    def fit_normaliser(self, x: torch.Tensor) -> None:
-        """Set standardisation statistics from training features (any leading shape)."""
-        flat = x.reshape(-1, x.shape[-1])
+    def fit_normaliser(self, x: torch.Tensor, floor: float = STD_FLOOR, clip: bool = True) -> None:
+        """Set standardisation statistics from training features (channels last, any leading shape).
+
+        Safe for near-constant channels, which small training sets have by the hundred: a channel's std
+        is floored at ``floor`` x the median std of the varying channels; a channel constant on the
+        training features (std <= 1e-6 x that median) is switched off (std = inf: it standardises to 0),
+        since the head learns nothing from it; and with ``clip`` features are clipped to their training
+        range, so a test image far outside it cannot drive the head where it was never trained (z-scores
+        in the thousands once made predictions of ~46,000 on [0, 1] scores). Features that are trained
+        (fine-tune mode) are not clipped: they may leave the range they started in.
+        """
+        flat = x.reshape(-1, x.shape[-1]).double()
+        std = flat.std(0) if len(flat) > 1 else torch.zeros(flat.shape[-1], dtype=flat.dtype)
+        varying = std[std > 0]
+        typical = float(varying.median()) if len(varying) else 1.0
+        constant = std <= 1e-6 * typical
         self.mean.copy_(flat.mean(0))
-        self.std.copy_(flat.std(0).clamp_min(1e-6))
+        self.std.copy_(std.clamp_min(floor * typical).masked_fill(constant, float("inf")))
+        if clip:
+            self.low.copy_(flat.min(0).values)
+            self.high.copy_(flat.max(0).values)
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -99,8 +118,9 @@ class QualityModel(nn.Module):
             self.out_shift.fill_(y.mean() - scale * pred.mean())
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        """Features on the training features' scale (what a head without a gate sees)."""
-        return (x - self.mean) / self.std
+        """Features clipped to their training range, on the training features' scale (what a head without a
+        gate sees)."""
+        return (torch.minimum(torch.maximum(x, self.low), self.high) - self.mean) / self.std
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """What the head sees: standardised features, gated when the model has a gate."""
@@ -111,7 +131,7 @@ class QualityModel(nn.Module):
         standardised features plus ``eps`` x standardised partner features, then gate and head."""
         z = self.standardise(x)
         if noise is not None:
-            z = z + eps * (noise - self.mean) / self.std  # as measured (bit-identical results)
+            z = z + eps * self.standardise(noise)
         return self.head(self.gate(z)).squeeze(-1) * self.out_scale + self.out_shift
 
 

@@ -57,12 +57,28 @@ def source_cfg(wildcards):
     return source
 
 
-def acquisition_input(wildcards):
-    """The acquisition record of a dataset the workflow acquires itself."""
+def folder_files(folder):
+    """Every file below ``folder`` (hidden ones skipped), or the folder itself when it is missing, so that
+    Snakemake names it; a folder's own timestamp would miss an image replaced in place."""
+    if not os.path.isdir(folder):
+        return [folder]
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(root, name) for name in sorted(names) if not name.startswith(".")]
+    return files
+
+
+def source_inputs(wildcards):
+    """The files a dataset is prepared from, so that editing or replacing one reruns its preparation and
+    everything after it: a label CSV and its image folder, the official layout under a configured
+    ``root``, or the acquisition record of a dataset the workflow acquires itself."""
     cfg = DATASETS[wildcards.dataset]
-    if cfg["kind"] in data.PUBLISHED and acquired(cfg):
+    if cfg["kind"] == "labels":
+        return {"labels": cfg["labels"], "images": folder_files(cfg["images"])}
+    if acquired(cfg):
         return {"acquired": f"data/{wildcards.dataset}/raw/acquired.json"}
-    return {}
+    return {"layout": [os.path.join(cfg["root"], path) for path in data.KINDS[cfg["kind"]].source.layout]}
 
 
 def acquisition_cfg(wildcards):

@@ -57,7 +57,7 @@ rule acquire_dataset:
 
 rule prepare_dataset:
     input:
-        unpack(acquisition_input),
+        unpack(source_inputs),
     output:
         meta="data/{dataset}/meta.csv",
         licence="data/{dataset}/licence.json",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,17 @@ META_COLUMNS = ["image_id", "path", "score", "score_raw", "ref_id", "distortion"
 POOL_COLUMNS = ["image_id", "path", "ref_id", "distortion", "level"]
 
 
-def normalise_scores(raw: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
-    """Min-max scale to [0, 1] with 1 = best quality (DMOS flipped)."""
+def normalise_scores(raw: np.ndarray, higher_is_better: bool = True, source: str | os.PathLike | None = None,
+                     column: str | None = None) -> np.ndarray:
+    """Min-max scale to [0, 1] with 1 = best quality (DMOS flipped); errors name ``source`` and ``column`` if given."""
     raw = np.asarray(raw, dtype=np.float64)
+    where = f"{source}: " if source else ""
+    if not np.isfinite(raw).all():
+        raise InputError(f"{where}scores must be finite")
     span = raw.max() - raw.min()
-    if not np.isfinite(span) or span <= 0:
-        raise InputError("scores must be finite and not all equal")
+    if span == 0:
+        in_column = f" in column {column!r}" if column else ""
+        raise InputError(f"{where}every score{in_column} is {float(raw[0])}; scores must vary")
     norm = (raw - raw.min()) / span
     return norm if higher_is_better else 1.0 - norm
 
@@ -54,14 +60,39 @@ def require_columns(table: pd.DataFrame, columns: list[str], source: str | os.Pa
         raise InputError(f"{source}: missing column(s) {missing} (has {list(table.columns)})")
 
 
-def numeric_scores(values, names: list[str], source: str | os.PathLike, column: str) -> np.ndarray:
-    """Scores as float64, or InputError naming the label file, the column and the first bad item."""
+def numeric_scores(values, names: list[str], source: str | os.PathLike, column: str,
+                   rows: list[int] | None = None) -> np.ndarray:
+    """Scores as float64, or InputError naming the label file, the column and the first bad item (by its row of
+    the file when ``rows`` is given, else by its image name)."""
     values = list(values)
     scores = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
-        raise InputError(f"{source}: {column} of {names[bad[0]]} is not a number ({values[bad[0]]!r})")
+        i = bad[0]
+        if rows is not None:
+            raise InputError(f"{source}, row {rows[i]}: score {values[i]!r} in column {column!r} is not a number")
+        raise InputError(f"{source}: {column} of {names[i]} is not a number ({values[i]!r})")
     return scores
+
+
+def stem_ids(names: list[str], source: str | os.PathLike, rows: list[int] | None = None) -> list[str]:
+    """Image ids (file names without extension) of ``names`` listed in ``source``, or InputError naming the first
+    name listed twice or sharing its id with an earlier one (with their rows of the file when ``rows`` is given)."""
+    ids: list[str] = []
+    first: dict[str, int] = {}  # id -> position of its first name
+    for i, name in enumerate(names):
+        ids.append(Path(name).stem)
+        j = first.setdefault(ids[-1], i)
+        if j == i:
+            continue
+        where = f"{source}, row {rows[i]}" if rows is not None else str(source)
+        if name == names[j]:
+            first_at = f" (first at row {rows[j]})" if rows is not None else ""
+            raise InputError(f"{where}: image name {name!r} listed twice{first_at}")
+        earlier = f" (row {rows[j]})" if rows is not None else ""
+        raise InputError(f"{where}: {name!r} and {names[j]!r}{earlier} share the image id {ids[-1]!r} "
+                         "(the file name without its extension)")
+    return ids
 
 
 def check_count(dataset: str, root: str | os.PathLike, expected: int, found: int) -> None:
@@ -84,23 +115,27 @@ def image_paths(folder: Path, names: list[str], dataset: str, listed_in: str | o
                 index: dict[str, Path] | None = None) -> list[str]:
     """Absolute paths of the listed images (exact names under ``folder``, or looked up in ``index``)."""
     base = folder.resolve()
-    paths = []
-    for name in names:
-        path = index.get(Path(name).name.lower()) if index is not None else base / name
-        if path is None or not path.is_file():
-            raise InputError(f"{dataset} image listed in {listed_in} not found: {base / name}")
-        paths.append(str(path))
-    return paths
+    paths = [index.get(Path(name).name.lower()) if index is not None else base / name for name in names]
+    missing = [base / name for name, path in zip(names, paths) if path is None or not path.is_file()]
+    if missing:
+        raise InputError(f"{dataset} image not found: {missing[0]} (listed in {listed_in}; "
+                         f"{len(missing)} missing in all)")
+    return [str(path) for path in paths]
 
 
 def build_meta(dataset: str, *, image_id: list[str], path: list[str], raw: np.ndarray, higher_is_better: bool,
                ref_id: list[str] | None = None, distortion: str | list[str] = "authentic",
-               level: int | list[int] = 0, **extra: list) -> pd.DataFrame:
-    """The uniform meta table; ``ref_id`` defaults to ``image_id`` (authentic sets), ``extra`` adds columns."""
+               level: int | list[int] = 0, source: str | os.PathLike | None = None, column: str | None = None,
+               **extra: list) -> pd.DataFrame:
+    """The uniform meta table; ``ref_id`` defaults to ``image_id`` (authentic sets), ``extra`` adds columns.
+
+    Errors name ``source`` (the label file; default: the dataset) and the score ``column`` when given.
+    """
+    source = source or dataset
     meta = pd.DataFrame({
         "image_id": image_id,
         "path": path,
-        "score": normalise_scores(raw, higher_is_better),
+        "score": normalise_scores(raw, higher_is_better, source, column),
         "score_raw": np.asarray(raw, dtype=np.float64),
         "ref_id": image_id if ref_id is None else ref_id,
         "distortion": distortion,
@@ -109,7 +144,7 @@ def build_meta(dataset: str, *, image_id: list[str], path: list[str], raw: np.nd
     })
     dup = meta["image_id"][meta["image_id"].duplicated()]
     if len(dup):
-        raise InputError(f"{dataset}: image id {dup.iloc[0]!r} occurs more than once")
+        raise InputError(f"{source}: image id {dup.iloc[0]!r} occurs more than once")
     meta["level"] = meta["level"].astype(int)
     return meta[META_COLUMNS + list(extra)]
 
@@ -132,18 +167,33 @@ def synthetic_meta(dataset: str, *, image_id: list[str], path: list[str], raw: n
 
 
 def read_label_table(path: Path, dataset: str, columns: list[str], **read_options) -> pd.DataFrame:
-    """A .csv or .xlsx label file with the required ``columns`` (first is the image name, read as text)."""
+    """A .csv or .xlsx label file with the required ``columns`` (first is the image name, read as text).
+
+    Indexed by row of the file (header = row 1); rows blank in every required column are skipped (spreadsheets may
+    end in blank rows). InputError for an empty file, a table without data rows and a row without image name.
+    """
     require_file(path, dataset)
-    reader = pd.read_excel if path.suffix.lower() in (".xlsx", ".xls") else pd.read_csv
-    table = reader(path, dtype={columns[0]: str}, keep_default_na=False, **read_options)  # report 'n/a' as written
+    excel = path.suffix.lower() in (".xlsx", ".xls")
+    reader = pd.read_excel if excel else partial(pd.read_csv, skip_blank_lines=False)  # blank lines keep their row
+    try:  # keep_default_na=False: report 'n/a' as written
+        table = reader(path, **{"dtype": {columns[0]: str}, "keep_default_na": False, **read_options})
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file (no header, no rows)") from None
     table.columns = [str(c).strip() for c in table.columns]
     require_columns(table, columns, path)
-    listed = table[columns[0]].fillna("").astype(str).str.strip() != ""
-    return table[listed].reset_index(drop=True)  # spreadsheets may end in blank rows
+    table.index += 2  # the row of the file, the header being row 1
+    blank = table[columns].map(lambda cell: pd.isna(cell) or not str(cell).strip())
+    unnamed = blank[columns[0]] & ~blank.all(axis=1)
+    if unnamed.any():
+        raise InputError(f"{path}, row {unnamed.idxmax()}: no image name in column {columns[0]!r}")
+    table = table[~blank.all(axis=1)]
+    if table.empty:
+        raise InputError(f"{path}: no data rows (only a header)")
+    return table
 
 
 def authentic_meta(dataset: str, *, names: list[str], folder: Path, raw: np.ndarray, listed_in: Path,
                    **extra: list) -> pd.DataFrame:
     """Meta table of an authentic set: id = file stem, ref_id = id, distortion 'authentic', higher raw = better."""
-    return build_meta(dataset, image_id=[Path(n).stem for n in names],
-                      path=image_paths(folder, names, dataset, listed_in), raw=raw, higher_is_better=True, **extra)
+    return build_meta(dataset, image_id=stem_ids(names, listed_in), path=image_paths(folder, names, dataset, listed_in),
+                      raw=raw, higher_is_better=True, source=listed_in, **extra)

@@ -32,8 +32,9 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
 
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
-        return np.asarray(Image.open(fh).convert("RGB"))
+    from qfm_iqm.io import read_rgb
+
+    return np.asarray(read_rgb(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
 
 
 for _name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
