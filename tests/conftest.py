@@ -48,6 +48,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     """A copy of the tiny workflow run (timestamps and Snakemake's records kept), for tests that change it."""
-    import shutil
+    from workflow_helpers import copy_run
 
-    return Path(shutil.copytree(tiny_run, tmp_path / "run", symlinks=True))
+    return copy_run(tiny_run, tmp_path / "run")

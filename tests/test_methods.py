@@ -210,6 +210,10 @@ def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> No
     assert z.abs().max() <= train_z.abs().max() + 1e-5  # no test value beyond what the head saw in training
     assert train_z[..., 1].abs().max() < 1e-2  # floored at 0.1 x the median std, not blown up to unit scale
     assert torch.isfinite(model(test_x, noise=test_x.flip(0), eps=0.3)).all()
-    unclipped = QualityModel(6)
-    unclipped.fit_normaliser(torch.from_numpy(train_x), clip=False)  # fine-tune mode: features move
-    assert unclipped.standardise(test_x)[..., 2:].abs().max() > train_z.abs().max()
+    trained = QualityModel(6)
+    trained.fit_normaliser(torch.from_numpy(train_x), frozen=False)  # fine-tune mode: features move
+    z = trained.standardise(test_x)
+    assert torch.isfinite(z).all() and z.abs().max() > train_z.abs().max()  # not clipped
+    assert (z[..., 0] != 0).all()  # a dead unit may come alive: floored, not clipped to 0
+    typical = np.median(train_x.reshape(-1, 6).std(0, ddof=1)[1:])  # the median std of the varying channels
+    assert float(trained.std[0]) == pytest.approx(0.1 * typical, rel=1e-5)

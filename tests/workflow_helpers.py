@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -28,10 +29,20 @@ def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> Path
     return path
 
 
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    """The command line running this repository's Snakefile with ``workdir`` as working directory."""
+    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
+            "--cores", "2", *args]
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a workflow run with its timestamps and Snakemake's records, for tests that change it."""
+    return Path(shutil.copytree(run, dest, symlinks=True))
+
+
 def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run this repository's Snakefile with ``workdir`` as working directory."""
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
-           "--cores", "2", *args]
+    cmd = snakemake_command(workdir, configfile, *args)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=1500)
     if check and proc.returncode != 0:

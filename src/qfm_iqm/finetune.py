@@ -5,8 +5,8 @@ The loss is the frozen-feature student's (``qfm_iqm.train.train``):
 decodes images, takes a random crop (and horizontal flip) of each and back-propagates into the
 backbone. Partner features (the semantic noise) are computed without gradient, as if read from
 the memory bank. BatchNorm running statistics stay frozen by default: small batches would
-corrupt them. Feature standardisation has a floor on the std (``std_floor``) and no clipping. The final model is
-kept and its output affinely calibrated on centre crops of the training images.
+corrupt them. Feature standardisation has a floor on the std (``std_floor``) and no clipping. The
+final model is kept and its output affinely calibrated on centre crops of the training images.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     with torch.no_grad():
         model.eval()
         model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
-                                     clip=False)
+                                     frozen=False)
     opt = torch.optim.AdamW([{"params": model.descriptor.parameters(), "lr": cfg.lr_backbone},
                              {"params": model.quality.parameters(), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     samples = len(train) * cfg.train_crops

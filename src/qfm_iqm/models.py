@@ -80,25 +80,23 @@ class QualityModel(nn.Module):
         self.gate = ChannelGate(in_dim, gate_reduction) if gate else nn.Identity()
         self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout)
 
-    def fit_normaliser(self, x: torch.Tensor, floor: float = STD_FLOOR, clip: bool = True) -> None:
+    def fit_normaliser(self, x: torch.Tensor, floor: float = STD_FLOOR, frozen: bool = True) -> None:
         """Set standardisation statistics from training features (channels last, any leading shape).
 
         Safe for near-constant channels, which small training sets have by the hundred: a channel's std
-        is floored at ``floor`` x the median std of the varying channels; a channel constant on the
-        training features (std <= 1e-6 x that median) is switched off (std = inf: it standardises to 0),
-        since the head learns nothing from it; and with ``clip`` features are clipped to their training
-        range, so a test image far outside it cannot drive the head where it was never trained (z-scores
-        in the thousands once made predictions of ~46,000 on [0, 1] scores). Features that are trained
-        (fine-tune mode) are not clipped: they may leave the range they started in.
+        is floored at ``floor`` x the median std of the varying channels, and ``frozen`` features, which
+        never change, are clipped to their training range, so a test image far outside it cannot drive
+        the head where it was never trained (z-scores in the thousands once made predictions of ~46,000
+        on [0, 1] scores); a channel constant on the training features thus standardises to 0. Trained
+        features (fine-tune mode) are not clipped: a dead unit may come alive and features may leave the
+        range they started in.
         """
         flat = x.reshape(-1, x.shape[-1]).double()
         std = flat.std(0) if len(flat) > 1 else torch.zeros(flat.shape[-1], dtype=flat.dtype)
         varying = std[std > 0]
-        typical = float(varying.median()) if len(varying) else 1.0
-        constant = std <= 1e-6 * typical
         self.mean.copy_(flat.mean(0))
-        self.std.copy_(std.clamp_min(floor * typical).masked_fill(constant, float("inf")))
-        if clip:
+        self.std.copy_(std.clamp_min(floor * (float(varying.median()) if len(varying) else 1.0)))
+        if frozen:
             self.low.copy_(flat.min(0).values)
             self.high.copy_(flat.max(0).values)
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from qfm_iqm.io import read_rgb
+
 PHOTOS: dict[str, Callable[[], np.ndarray]] = {}
 
 
@@ -31,8 +33,6 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
 
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
-
-    from qfm_iqm.io import read_rgb
 
     return np.asarray(read_rgb(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
 
