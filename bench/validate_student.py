@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from qfm_iqm import pairs, splits, train
 from qfm_iqm.config import loss_settings, matching_on
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.partial import model_for
 
 
 def merged_config(files: list[str]) -> dict:
@@ -41,17 +43,47 @@ def merged_config(files: list[str]) -> dict:
     return config
 
 
-def fit(arch: dict, cfg: dict, x: np.ndarray, y: np.ndarray, **extra: np.ndarray) -> torch.nn.Module:
+class Caches:
+    """The feature caches of one dataset, loaded once: pooled features, and cached activations per cut."""
+
+    def __init__(self, config: dict, dataset: str) -> None:
+        crops = "c{n}s{size}r{seed}".format(**config["crops"])
+        self.backbone = config["backbone"]["name"]
+        self.features = Path(f"results/{dataset}/features/{self.backbone}/{crops}")
+        self.activations = Path(f"results/{dataset}/activations/{self.backbone}/{crops}")
+        self.weights = Path(f"results/weights/{self.backbone}.pth")
+        self.pool_meta = read_meta(f"data/{dataset}/pool/meta.csv", POOL_COLUMNS)
+        self.loaded: dict[tuple, FeatureSet] = {}
+
+    def get(self, arch: dict, partial: dict, subset: str) -> FeatureSet:
+        """What a model of ``arch`` reads: pooled features, or the activations cached at ``partial``'s cut."""
+        key = (subset, partial["from_block"] if arch["head"] == "decoder" else None)
+        if key not in self.loaded:
+            path = (self.features if key[1] is None else self.activations / f"b{key[1]}") / f"{subset}.npz"
+            feats = FeatureSet.load(path)
+            self.loaded[key] = feats.subset(self.pool_meta["image_id"]) if subset == "pool" else feats
+        return self.loaded[key]
+
+    def model(self, arch: dict, partial: dict) -> torch.nn.Module:
+        return model_for(arch, self.get(arch, partial, "labelled"), self.backbone, self.weights, partial)
+
+
+def fit(caches: Caches, arch: dict, partial: dict, cfg: dict, ids: pd.Series, y: np.ndarray,
+        **extra: np.ndarray) -> torch.nn.Module:
+    """A seeded model of ``arch`` trained on the images ``ids``."""
     train.seed_everything(cfg["seed"])
-    model = train.build_model(x.shape[-1], arch)
-    train.train(model, x, y, train.TrainConfig(**cfg), **extra)
+    model = caches.model(arch, partial)
+    train.train(model, caches.get(arch, partial, "labelled").subset(ids).features, y, train.TrainConfig(**cfg), **extra)
     return model
 
 
-def student_run(student: dict, pairs_cfg: dict, x: np.ndarray, y: np.ndarray, ids: np.ndarray,
-                x_pool: np.ndarray, y_pool: np.ndarray, pool_ids: np.ndarray, semantic: np.ndarray,
+def student_run(caches: Caches, student: dict, partial: dict, pairs_cfg: dict, ids: pd.Series, y: np.ndarray,
+                y_pool: np.ndarray, pool_ids: np.ndarray, semantic: np.ndarray,
                 pool_semantic: np.ndarray) -> torch.nn.Module:
     m, cfg = student["matching"], loss_settings(student)
+    x = caches.get(student["arch"], partial, "labelled").subset(ids).features
+    x_pool = caches.get(student["arch"], partial, "pool").features
+    ids = ids.to_numpy()
     extra = {"x_pool": x_pool, "y_pool": y_pool} if cfg["kd_weight"] > 0 else {}
     if matching_on(student):
         with_pool = m["memory"] == "train_pool"
@@ -62,7 +94,7 @@ def student_run(student: dict, pairs_cfg: dict, x: np.ndarray, y: np.ndarray, id
                                  pairs_cfg["k_fallback"], m["strategy"], pairs_cfg["top_k"], pairs_cfg["seed"])
         extra.update(partners=pairs.partner_matrix(table, ids, bank_ids),
                      memory=np.concatenate([x, x_pool]) if with_pool else x)
-    return fit(student["arch"], cfg, x, y, **extra)
+    return fit(caches, student["arch"], partial, cfg, pd.Series(ids), y, **extra)
 
 
 def main() -> None:
@@ -77,22 +109,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = merged_config(args.configfile)
     ds = args.dataset or config["run"][0]
-    crops = "c{n}s{size}r{seed}".format(**config["crops"])
-    feats_dir = Path(f"results/{ds}/features/{config['backbone']['name']}/{crops}")
+    caches = Caches(config, ds)
     meta = read_meta(f"data/{ds}/meta.csv").set_index("image_id", drop=False)
     table = pd.read_csv(f"results/{ds}/splits.csv", dtype={"image_id": str})
-    labelled = FeatureSet.load(feats_dir / "labelled.npz")
-    pool_meta = read_meta(f"data/{ds}/pool/meta.csv", POOL_COLUMNS)
-    pool = FeatureSet.load(feats_dir / "pool.npz").subset(pool_meta["image_id"])
-    pool_ids = ("pool/" + pool_meta["image_id"]).to_numpy()
+    pooled = {"head": "mlp"}
+    labelled, pool = caches.get(pooled, config["partial"], "labelled"), caches.get(pooled, config["partial"], "pool")
+    pool_ids = ("pool/" + caches.pool_meta["image_id"]).to_numpy()
     settings = {}
     for spec in args.setting or ["default="]:
         name, _, overrides = spec.partition("=")
-        setting = {"student": copy.deepcopy(config["student"]), "pairs": dict(config["pairs"])}
+        setting = {"student": copy.deepcopy(config["student"]), "pairs": dict(config["pairs"]),
+                   "partial": dict(config["partial"])}
         for item in filter(None, overrides.split(",")):
             key, value = item.split("=", 1)
             *path, last = key.split(".")
-            if path[0] != "pairs":
+            if path[0] not in ("pairs", "partial"):
                 path.insert(0, "student")
             section = setting
             for p in path:
@@ -106,18 +137,24 @@ def main() -> None:
         part = meta.loc[splits.split_ids(table, split, "train")]
         val = splits.carve_out(part, args.fraction, seed=split)
         fit_rows, val_rows = part[~val], part[val]
-        x = labelled.subset(fit_rows["image_id"]).features
-        x_val = labelled.subset(val_rows["image_id"]).features
         y = fit_rows["score"].to_numpy()
         semantic = labelled.subset(fit_rows["image_id"]).semantic()
-        teacher = fit(config["teacher"]["arch"], config["teacher"]["train"], x, y)
-        y_pool = train.predict_crops(teacher, pool.features)
+        teacher = fit(caches, config["teacher"]["arch"], config["partial"], config["teacher"]["train"],
+                      fit_rows["image_id"], y)
+        y_pool = train.predict_crops(teacher, caches.get(config["teacher"]["arch"], config["partial"], "pool").features)
+        x_val = caches.get(config["teacher"]["arch"], config["partial"], "labelled").subset(val_rows["image_id"]).features
+        srcc = stats.spearmanr(val_rows["score"], train.predict(teacher, x_val)).statistic
+        rows.append({"split": split, "setting": "teacher", "val_srcc": srcc})
+        print(f"split {split} {'teacher':20s} validation SRCC {srcc:.4f}", flush=True)
         for name, setting in settings.items():
-            model = student_run(setting["student"], setting["pairs"], x, y, fit_rows["image_id"].to_numpy(), pool.features,
-                                y_pool, pool_ids, semantic, pool.semantic())
-            srcc = stats.spearmanr(val_rows["score"], train.predict(model, x_val)).statistic
+            started = time.perf_counter()
+            model = student_run(caches, setting["student"], setting["partial"], setting["pairs"], fit_rows["image_id"],
+                                y, y_pool, pool_ids, semantic, pool.semantic())
+            x_val = caches.get(setting["student"]["arch"], setting["partial"], "labelled").subset(val_rows["image_id"])
+            srcc = stats.spearmanr(val_rows["score"], train.predict(model, x_val.features)).statistic
             rows.append({"split": split, "setting": name, "val_srcc": srcc})
-            print(f"split {split} {name:20s} validation SRCC {srcc:.4f}", flush=True)
+            print(f"split {split} {name:20s} validation SRCC {srcc:.4f} ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
     result = pd.DataFrame(rows).pivot(index="split", columns="setting", values="val_srcc")
     print(result.round(4).to_string())
     print("median:", result.median().round(4).to_dict())

@@ -87,3 +87,20 @@ def test_finetune_trains_the_backbone_with_every_loss_term(lite0: Path, tmp_path
     np.testing.assert_array_equal(predict(again, train, recipe, batch_size=8), scores)
     _, other_seed = finetune(BACKBONE, lite0, ARCH, replace(CFG, seed=4, epochs=1), train, partners[:, 0], pool)
     assert other_seed["loss"].iloc[0] != history["loss"].iloc[0]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_finetune_trains_a_decoder_over_the_whole_backbone(lite0: Path, tmp_path: Path) -> None:
+    train = table(tmp_path, "t", range(6), np.linspace(0, 3, 6), "score")
+    arch = {**ARCH, "head": "decoder", "hidden": 16, "heads": 2}
+    cfg = replace(CFG, epochs=2, kd_weight=0.0)
+    model, history = finetune(BACKBONE, lite0, arch, cfg, train, np.arange(6)[::-1].copy())
+    assert (history[["loss_adv", "loss_sens", "loss_clean"]] > 0).all().all()
+    assert model.quality.spec["head"] == "decoder" and model.quality.spec["partial"]["from_block"] == 6
+    pretrained = torch.load(lite0, weights_only=True)
+    assert not torch.equal(model.descriptor.stem[0].weight, pretrained["conv_stem.weight"])  # the bottom trains
+    assert not torch.equal(model.quality.top.head[0].weight, pretrained["conv_head.weight"])  # and the top
+    recipe = CropRecipe(n=2, size=64, seed=0)
+    scores = predict(model, train, recipe, batch_size=8)
+    save(model, tmp_path / "ft.pt", BACKBONE)
+    np.testing.assert_allclose(predict(load(tmp_path / "ft.pt"), train, recipe, batch_size=8), scores, atol=1e-6)

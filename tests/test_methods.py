@@ -59,6 +59,14 @@ def test_memory_bank_with_pool_and_the_ablation_strategies() -> None:
         pairs.mine_pairs(*args, strategy="nearest")
 
 
+def test_partner_concentration() -> None:
+    even = pairs.concentration(np.array([0, 1, 2, 3]))
+    assert even == {"distinct_partners": 4, "top_partner_share": 0.25, "effective_partners": pytest.approx(4.0)}
+    hub = pairs.concentration(np.array([[5, 5], [5, 5], [5, 1]]))
+    assert hub["distinct_partners"] == 2 and hub["top_partner_share"] == pytest.approx(5 / 6)
+    assert 1.0 < hub["effective_partners"] < 2.0
+
+
 def test_observation_counts_near_neighbours_with_large_gaps() -> None:
     semantic = np.array([[1, 0], [1, 0.01], [0, 1], [0.01, 1]], dtype=float)
     score = np.array([0.0, 1.0, 0.5, 0.5])
@@ -95,7 +103,7 @@ def test_training_learns_and_is_deterministic(tmp_path) -> None:
         runs.append(train.predict(model, x))
     assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
     np.testing.assert_array_equal(runs[0], runs[1])
-    assert evaluate.metrics(y, runs[0])["srcc"] > 0.9
+    assert evaluate.metrics(y, runs[0])["srcc"] > 0.85
     save_model(model, tmp_path / "m.pt")
     np.testing.assert_allclose(train.predict(load_model(tmp_path / "m.pt"), x), runs[1], rtol=1e-6)
 

@@ -25,6 +25,7 @@ from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.io import read_rgb
 from qfm_iqm.models import QualityModel
+from qfm_iqm.partial import BackboneBottom
 
 
 def _to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
@@ -49,9 +50,10 @@ def normalise_map(grad: np.ndarray, smooth_sigma: float) -> np.ndarray:
     return ((grad - lo) / (hi - lo)).clip(0.0, 1.0).astype(np.float32)
 
 
-def saliency(descriptor: MultiScaleDescriptor, model: QualityModel, image: Image.Image, recipe: CropRecipe,
+def saliency(descriptor: torch.nn.Module, model: torch.nn.Module, image: Image.Image, recipe: CropRecipe,
              mean: torch.Tensor, std: torch.Tensor, smooth_sigma: float = 4.0) -> tuple[np.ndarray, np.ndarray, float]:
-    """Vanilla-gradient saliency of ``model``'s score for the centre crop of ``image``.
+    """Vanilla-gradient saliency of ``model``'s score for the centre crop of ``image``; ``descriptor`` maps
+    normalised pixels to the model's input (pooled statistics, or the cached bottom of a partial model).
 
     Returns (the centre crop, uint8 (size, size, 3); the map, float32 (size, size) in [0, 1], i.e.
     |d score / d pixel| summed over colour channels, smoothed with a Gaussian of ``smooth_sigma``
@@ -95,10 +97,12 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
     One dict per row: image_id, score (ground truth), crop (uint8), maps {name: map},
     predictions {name: score of the crop}.
     """
-    descriptor = MultiScaleDescriptor(create_backbone(backbone, weights)).eval()
-    for p in descriptor.parameters():
+    net = create_backbone(backbone, weights)
+    describers = {name: BackboneBottom(net, model.spec["partial"]["from_block"]) if "partial" in model.spec
+                  else MultiScaleDescriptor(net) for name, model in models.items()}
+    for p in net.parameters():
         p.requires_grad_(False)
-    cfg = data_config(descriptor.backbone)
+    cfg = data_config(net)
     mean, std = torch.tensor(cfg["mean"]), torch.tensor(cfg["std"])
     items = []
     for row in meta.itertuples(index=False):
@@ -106,7 +110,7 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
         item = {"image_id": str(row.image_id), "score": float(row.score), "crop": None, "maps": {},
                 "predictions": {}}
         for name, model in models.items():
-            crop, sal, pred = saliency(descriptor, model, image, recipe, mean, std, smooth_sigma)
+            crop, sal, pred = saliency(describers[name], model, image, recipe, mean, std, smooth_sigma)
             item["crop"], item["maps"][name], item["predictions"][name] = crop, sal, pred
         if item["crop"] is None:
             item["crop"] = centre_crop(image, recipe)

@@ -62,15 +62,16 @@ def _batches(meta: pd.DataFrame, recipe: CropRecipe, mean: torch.Tensor, std: to
         yield (batch - mean) / std
 
 
-def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
-            batch_size: int = 32, channels_last: bool = True, device: str = "cpu") -> tuple[FeatureSet, dict]:
-    """Features for every row of ``meta`` (columns image_id, path), and throughput statistics."""
-    descriptor = MultiScaleDescriptor(create_backbone(backbone, weights)).to(device)
-    cfg = data_config(descriptor.backbone)
-    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+def describe_crops(module: torch.nn.Module, meta: pd.DataFrame, recipe: CropRecipe, pixels: dict, batch_size: int = 32,
+                   channels_last: bool = True, device: str = "cpu",
+                   dtype: np.dtype = np.float32) -> tuple[np.ndarray, dict]:
+    """``module``'s (crops, dim) output for every recipe crop of ``meta``'s images (image_id, path),
+    normalised with timm's ``pixels`` config (mean, std), as (images, crops, dim) ``dtype``; and
+    throughput statistics."""
+    mean = torch.tensor(pixels["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(pixels["std"]).view(1, 3, 1, 1)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    descriptor = descriptor.to(memory_format=memory_format)
+    module = module.to(device, memory_format=memory_format).eval()
     images_per_batch = max(1, batch_size // recipe.n)
     outputs, forward_s = [], 0.0
     started = time.perf_counter()
@@ -78,19 +79,9 @@ def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: Crop
         for batch in tqdm(_batches(meta, recipe, mean, std, images_per_batch),
                           total=-(-len(meta) // images_per_batch), desc="extract", unit="batch"):
             t0 = time.perf_counter()
-            out = descriptor(batch.to(device, memory_format=memory_format))
+            out = module(batch.to(device, memory_format=memory_format))
             forward_s += time.perf_counter() - t0
-            outputs.append(out.float().cpu().numpy())
-        features = np.concatenate(outputs).reshape(len(meta), recipe.n, -1)
-        names, sizes = descriptor.block_names, descriptor.block_sizes
-        if recipe.global_view:
-            whole = []
-            for path in tqdm(meta["path"], desc="global view", unit="image"):
-                img = torch.from_numpy(np.asarray(read_rgb(path))).permute(2, 0, 1)[None].float() / 255.0
-                whole.append(descriptor(((img - mean) / std).to(device, memory_format=memory_format)).float().cpu().numpy())
-            whole = np.concatenate(whole)[:, None].repeat(recipe.n, 1)
-            features = np.concatenate([features, whole], axis=-1)
-            names, sizes = names + [f"global_{b}" for b in names], sizes + sizes
+            outputs.append(out.float().cpu().numpy().astype(dtype))
     total_s = time.perf_counter() - started
     n_crops = len(meta) * recipe.n
     stats = {"images": len(meta), "crops": n_crops, "seconds": total_s, "forward_seconds": forward_s,
@@ -99,4 +90,26 @@ def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: Crop
     log.info("extracted %d images (%d crops) in %.1fs: %.1f images/s, %.1f crops/s end to end; "
              "bare backbone forward %.1f crops/s", len(meta), n_crops, total_s, stats["images_per_s"],
              stats["crops_per_s"], stats["forward_crops_per_s"])
+    return np.concatenate(outputs).reshape(len(meta), recipe.n, -1), stats
+
+
+def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
+            batch_size: int = 32, channels_last: bool = True, device: str = "cpu") -> tuple[FeatureSet, dict]:
+    """Features for every row of ``meta`` (columns image_id, path), and throughput statistics."""
+    descriptor = MultiScaleDescriptor(create_backbone(backbone, weights))
+    cfg = data_config(descriptor.backbone)
+    features, stats = describe_crops(descriptor, meta, recipe, cfg, batch_size, channels_last, device)
+    names, sizes = descriptor.block_names, descriptor.block_sizes
+    if recipe.global_view:
+        mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        whole = []
+        with torch.inference_mode():
+            for path in tqdm(meta["path"], desc="global view", unit="image"):
+                img = torch.from_numpy(np.array(read_rgb(path))).permute(2, 0, 1)[None].float() / 255.0
+                whole.append(descriptor(((img - mean) / std).to(device, memory_format=memory_format)).float().cpu().numpy())
+        whole = np.concatenate(whole)[:, None].repeat(recipe.n, 1)
+        features = np.concatenate([features, whole], axis=-1)
+        names, sizes = names + [f"global_{b}" for b in names], sizes + sizes
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats

@@ -29,7 +29,19 @@ from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.io import atomic_path, read_rgb
 from qfm_iqm.models import QualityModel
-from qfm_iqm.train import LOSS_TERMS, LOSSES, TrainConfig, log_epoch, optimise, qfm_loss, seed_everything
+from qfm_iqm.partial import BackboneBottom, from_spec, with_top
+from qfm_iqm.train import (
+    LOSS_TERMS,
+    LOSSES,
+    TrainConfig,
+    clean_and_noisy,
+    log_epoch,
+    one_cycle,
+    optimise,
+    partner_rows,
+    qfm_loss,
+    seed_everything,
+)
 from qfm_iqm.weights import load_strict
 
 log = logging.getLogger(__name__)
@@ -47,6 +59,7 @@ class FinetuneConfig(TrainConfig):
     channels_last: bool = True
     freeze_bn_stats: bool = True
     std_floor: float = 0.1  # minimum feature std for standardisation, relative to the median std
+    from_block: int = 6  # decoder heads: the block whose input the early-stage token and the tokens split at
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,15 +68,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 class FinetuneModel(nn.Module):
-    """Multi-scale backbone descriptor -> quality model, on RGB images in [0, 1] (B, 3, H, W)."""
+    """Backbone descriptor -> quality model, on RGB images in [0, 1] (B, 3, H, W): the multi-scale pooled
+    descriptor and a ``QualityModel``, or, for a decoder, the backbone's bottom and a
+    ``qfm_iqm.partial.PartialModel`` (its top, tokens and decoder) trained together. ``pixels``: timm's
+    preprocessing config (mean, std)."""
 
-    def __init__(self, descriptor: MultiScaleDescriptor, quality: QualityModel) -> None:
+    def __init__(self, descriptor: nn.Module, quality: nn.Module, pixels: dict) -> None:
         super().__init__()
         self.descriptor = descriptor
         self.quality = quality
-        cfg = data_config(descriptor.backbone)
-        self.register_buffer("pixel_mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(pixels["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixels["std"]).view(1, 3, 1, 1), persistent=False)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.descriptor((images - self.pixel_mean) / self.pixel_std)
@@ -76,6 +91,21 @@ class FinetuneModel(nn.Module):
             with torch.no_grad():
                 noise = self.features(noise_images)
         return self.quality(self.features(images), noise=noise, eps=eps)
+
+
+def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: int,
+                top_lr_scale: float) -> FinetuneModel:
+    """A fine-tune model over the timm backbone ``net`` (named ``name``): pooled heads read its multi-scale
+    descriptor; a decoder reads the tokens of its top from block ``from_block``, which trains at
+    ``top_lr_scale`` x the head's learning rate."""
+    if arch["head"] != "decoder":
+        descriptor = MultiScaleDescriptor(net)
+        return FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch), data_config(net))
+    bottom = BackboneBottom(net, from_block)
+    with torch.no_grad():
+        size = bottom.eval()(torch.zeros(1, 3, crop, crop)).shape[1] - bottom.early_size
+    return FinetuneModel(bottom, with_top(net, name, from_block, arch, size, bottom.early_size, top_lr_scale),
+                         data_config(net))
 
 
 def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -122,9 +152,10 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
 
     ``partners``: per train row, the rows of its matched partners in the memory bank ``memory``
     (image_id, path; default ``train``), shape (images,) or (images, k); with a non-zero
-    ``adv_weight`` or ``sens_weight`` the semantic noise is the mean descriptor of one random crop
-    of each partner. ``pool`` (image_id, path, teacher_score): distillation on a same-size pool
-    batch per step when ``kd_weight`` > 0. Returns the model (eval mode) and the per-epoch log.
+    ``adv_weight`` or ``sens_weight`` the semantic noise is the descriptor of one random crop of each
+    partner (all k averaged, or one drawn per step: ``cfg.partner_draw``). ``pool`` (image_id, path,
+    teacher_score): distillation on a same-size pool batch per step when ``kd_weight`` > 0. Returns
+    the model (eval mode) and the per-epoch log.
     """
     if cfg.loss not in LOSSES:
         raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
@@ -132,20 +163,19 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    descriptor = MultiScaleDescriptor(create_backbone(backbone, weights))
-    model = FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch)).to(device, memory_format=fmt)
+    model = build_model(create_backbone(backbone, weights), backbone, arch, cfg.crop, cfg.from_block,
+                        cfg.lr_backbone / cfg.lr).to(device, memory_format=fmt)
     centre = CropRecipe(1, cfg.crop)
     y = torch.tensor(train["score"].to_numpy(), dtype=torch.float32)
     with torch.no_grad():
         model.eval()
         model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
                                      frozen=False)
-    opt = torch.optim.AdamW([{"params": model.descriptor.parameters(), "lr": cfg.lr_backbone},
-                             {"params": model.quality.parameters(), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     samples = len(train) * cfg.train_crops
     steps_per_epoch = -(-samples // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr_backbone, cfg.lr],
-                                                total_steps=cfg.epochs * steps_per_epoch)
+    groups = [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone, "weight_decay": cfg.weight_decay},
+              *model.quality.param_groups(cfg.lr, cfg.weight_decay)]
+    opt, sched = one_cycle(groups, cfg.epochs * steps_per_epoch)
     match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
     distil = pool is not None and cfg.kd_weight > 0
     partner_of = torch.as_tensor(np.asarray(partners).reshape(len(train), -1)) if match else None
@@ -173,13 +203,15 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
                     pidx = torch.randint(len(pool_paths), (n,), generator=gen)
                     batch = torch.cat([batch, crops_of(pool_paths, pidx)])
                 feats = model.features(batch)
-                pred = model.quality(feats[:n])
                 noisy = kd_pred = kd_target = None
                 if match:
-                    rows = partner_of[idx]
+                    rows = partner_rows(partner_of, idx, cfg.partner_draw, gen)
                     with torch.no_grad():
                         noise = model.features(crops_of(bank_paths, rows.reshape(-1)))
-                    noisy = model.quality(feats[:n], noise=noise.view(*rows.shape, -1).mean(1), eps=cfg.eps)
+                    pred, noisy = clean_and_noisy(model.quality, feats[:n], noise.view(*rows.shape, -1), cfg.eps,
+                                                  cfg.noise_form)
+                else:
+                    pred = model.quality(feats[:n])
                 if distil:
                     kd_pred, kd_target = model.quality(feats[n:]), pool_y[pidx].to(device)
                 terms = qfm_loss(loss_fn, cfg, y[idx].to(device), pred, noisy, kd_pred, kd_target)
@@ -211,7 +243,11 @@ def save(model: FinetuneModel, path: str | Path, backbone_name: str) -> None:
 def load(path: str | Path) -> FinetuneModel:
     """The model saved at ``path`` (on CPU, eval mode), every parameter and buffer loaded strictly."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    descriptor = MultiScaleDescriptor(create_backbone(ckpt["backbone"], "none"))
-    model = FinetuneModel(descriptor, QualityModel(**ckpt["spec"]))
+    net, spec = create_backbone(ckpt["backbone"], "none"), ckpt["spec"]
+    if "partial" in spec:
+        model = FinetuneModel(BackboneBottom(net, spec["partial"]["from_block"]), from_spec(spec), data_config(net))
+    else:
+        descriptor = MultiScaleDescriptor(net)
+        model = FinetuneModel(descriptor, QualityModel(**spec), data_config(net))
     load_strict(model, ckpt["state_dict"], str(path))
     return model.eval()

@@ -1,7 +1,10 @@
 """Quality models over cached backbone features: registries of heads, plus the channel gate.
 
 A ``QualityModel`` is feature standardisation -> optional channel gate -> head. It scores every
-crop; image scores average the crops. Heads are registered by name (``HEADS``), like timm models.
+crop; image scores average the crops. Its input is one pooled vector per crop (``tokens = 0``; heads
+``linear``, ``mlp``) or a sequence of ``tokens`` token vectors per crop (head ``decoder``, the
+DEIQT-style transformer decoder QFM-IQM builds on). Heads are registered by name (``HEADS``), like
+timm models.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch import nn
 from qfm_iqm.io import atomic_path
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
+NOISE_FORMS = ("add", "mix")
 STD_FLOOR = 0.1  # least std a channel is standardised with, relative to the median std of the channels
 
 
@@ -26,59 +30,116 @@ def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..
     return wrap
 
 
+def _pooled_only(name: str, tokens: int) -> None:
+    if tokens:
+        raise ValueError(f"head {name!r} reads one vector per crop, not {tokens} tokens; use head 'decoder'")
+
+
 @register_head("linear")
 class LinearHead(nn.Sequential):
     """A linear regressor (the learned counterpart of the ridge floor)."""
 
-    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0) -> None:
+    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0, tokens: int = 0, **_: int) -> None:
+        _pooled_only("linear", tokens)
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, 1))
 
 
 @register_head("mlp")
 class MLPHead(nn.Sequential):
-    """Two-layer perceptron decoder: Linear -> GELU -> Dropout -> Linear."""
+    """Two-layer perceptron on pooled features: Linear -> GELU -> Dropout -> Linear."""
 
-    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1) -> None:
+    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1, tokens: int = 0, **_: int) -> None:
+        _pooled_only("mlp", tokens)
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, 1))
 
 
-class ChannelGate(nn.Module):
-    """Squeeze-and-excitation gate: feature -> MLP -> sigmoid weight per channel -> multiply.
+@register_head("decoder")
+class DecoderHead(nn.Module):
+    """DEIQT-style decoder: tokens -> linear projection to ``hidden`` + learned position embedding; a
+    quality query cross-attends to them in ``depth`` transformer decoder layers (``heads`` attention
+    heads, pre-norm); a linear layer maps the query to the score.
 
-    The adaptive feature selection of QFM-IQM: weights in (0, 1) that can suppress channels.
+    ``query``: "pooled" starts the query from the mean and standard deviation of the tokens, the
+    counterpart for a CNN of the ViT's CLS token that DEIQT uses as its query (a summary of the
+    whole map, here including the early-stage statistics); "learned" is one learned vector.
     """
 
-    def __init__(self, dim: int, reduction: int = 8) -> None:
+    def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, heads: int = 4,
+                 depth: int = 1, query: str = "learned") -> None:
         super().__init__()
+        if tokens < 1:
+            raise ValueError("head 'decoder' reads token sequences: give the number of tokens per crop")
+        if query not in ("pooled", "learned"):
+            raise KeyError(f"unknown decoder query {query!r}; known: ['learned', 'pooled']")
+        self.project = nn.Linear(in_dim, hidden)
+        self.position = nn.Parameter(torch.zeros(tokens, hidden))
+        self.query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
+        self.summary = nn.Linear(2 * in_dim, hidden) if query == "pooled" else None
+        layer = nn.TransformerDecoderLayer(hidden, heads, 2 * hidden, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, depth)
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., tokens, in_dim) -> (..., 1)."""
+        lead, x = x.shape[:-2], x.reshape(-1, *x.shape[-2:])
+        query = self.query.expand(len(x), -1, -1)
+        if self.summary is not None:
+            query = query + self.summary(torch.cat([x.mean(1), x.std(1)], dim=-1))[:, None]
+        query = self.decoder(query, self.project(x) + self.position)
+        return self.out(self.norm(query[:, 0])).reshape(*lead, 1)
+
+
+class ChannelGate(nn.Module):
+    """Squeeze-and-excitation gate: squeezed feature -> MLP -> sigmoid weight per channel -> multiply.
+
+    The adaptive feature selection of QFM-IQM: weights in (0, 1) that can suppress channels. On token
+    sequences (``tokens``) the squeeze is the mean token and every token gets the same weights. It
+    starts near identity: the last layer's weights are zero and its bias ``init_bias`` (weights of
+    about 0.98), so an untrained gate passes the features through.
+    """
+
+    def __init__(self, dim: int, reduction: int = 8, tokens: bool = False, init_bias: float = 4.0) -> None:
+        super().__init__()
+        self.tokens = tokens
         self.excite = nn.Sequential(nn.Linear(dim, max(1, dim // reduction)), nn.ReLU(),
                                     nn.Linear(max(1, dim // reduction), dim), nn.Sigmoid())
+        nn.init.zeros_(self.excite[2].weight)
+        nn.init.constant_(self.excite[2].bias, init_bias)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
-        return self.excite(x)
+        """Channel weights: (..., dim) for vectors, (..., 1, dim) for token sequences."""
+        return self.excite(x.mean(-2, keepdim=True)) if self.tokens else self.excite(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weights(x)
 
 
 class QualityModel(nn.Module):
-    """Standardise -> (gate) -> head; ``forward`` maps (..., dim) features to (...) scores."""
+    """Standardise -> (gate) -> head; ``forward`` maps (..., dim) features, or (..., tokens, dim) token
+    sequences when ``tokens`` > 0, to (...) scores. Token sequences are standardised per token
+    position and channel."""
 
     def __init__(self, in_dim: int, head: str = "mlp", hidden: int = 512, dropout: float = 0.1,
-                 gate: bool = False, gate_reduction: int = 8) -> None:
+                 gate: bool = False, gate_reduction: int = 8, tokens: int = 0, heads: int = 4, depth: int = 1,
+                 query: str = "learned") -> None:
         super().__init__()
         if head not in HEADS:
             raise KeyError(f"unknown head {head!r}; known: {sorted(HEADS)}")
         self.spec = {"in_dim": in_dim, "head": head, "hidden": hidden, "dropout": dropout, "gate": gate,
-                     "gate_reduction": gate_reduction}
-        self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("std", torch.ones(in_dim))
-        self.register_buffer("low", torch.full((in_dim,), -torch.inf))  # the training range of each channel
-        self.register_buffer("high", torch.full((in_dim,), torch.inf))
+                     "gate_reduction": gate_reduction, "tokens": tokens, "heads": heads, "depth": depth, "query": query}
+        shape = (tokens, in_dim) if tokens else (in_dim,)
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+        self.register_buffer("low", torch.full(shape, -torch.inf))  # the training range of each channel
+        self.register_buffer("high", torch.full(shape, torch.inf))
         self.register_buffer("out_scale", torch.ones(()))
         self.register_buffer("out_shift", torch.zeros(()))
-        self.gate = ChannelGate(in_dim, gate_reduction) if gate else nn.Identity()
-        self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout)
+        self.gate = ChannelGate(in_dim, gate_reduction, tokens=tokens > 0) if gate else nn.Identity()
+        self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout, tokens=tokens, heads=heads, depth=depth,
+                                query=query)
 
     def fit_normaliser(self, x: torch.Tensor, floor: float = STD_FLOOR, frozen: bool = True) -> None:
         """Set standardisation statistics from training features (channels last, any leading shape).
@@ -91,8 +152,8 @@ class QualityModel(nn.Module):
         features (fine-tune mode) are not clipped: a dead unit may come alive and features may leave the
         range they started in.
         """
-        flat = x.reshape(-1, x.shape[-1]).double()
-        std = flat.std(0) if len(flat) > 1 else torch.zeros(flat.shape[-1], dtype=flat.dtype)
+        flat = x.reshape(-1, *self.mean.shape).double()
+        std = flat.std(0) if len(flat) > 1 else torch.zeros(self.mean.shape, dtype=flat.dtype)
         varying = std[std > 0]
         self.mean.copy_(flat.mean(0))
         self.std.copy_(std.clamp_min(floor * (float(varying.median()) if len(varying) else 1.0)))
@@ -120,27 +181,61 @@ class QualityModel(nn.Module):
         gate sees)."""
         return (torch.minimum(torch.maximum(x, self.low), self.high) - self.mean) / self.std
 
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """What the head sees: standardised features, gated when the model has a gate."""
-        return self.gate(self.standardise(x))
+    def representation(self, x: torch.Tensor, gated: bool = True) -> torch.Tensor:
+        """What the head sees: standardised features, gated when the model has a gate (and ``gated``);
+        token sequences are averaged over their tokens."""
+        z = self.standardise(x)
+        z = self.gate(z) if gated else z
+        return z.mean(-2) if self.spec["tokens"] else z
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
-        """Scores; with ``noise`` (partner features), the semantic-noise path of QFM-IQM:
-        standardised features plus ``eps`` x standardised partner features, then gate and head."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's input features of ``x``: ``x`` itself (models with trainable backbone layers override it)."""
+        return x
+
+    def score(self, feats: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
+              form: str = "add") -> torch.Tensor:
+        """``forward`` on encoded features (``encode``)."""
+        return self(feats, noise, eps, form)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
+                form: str = "add") -> torch.Tensor:
+        """Scores; with ``noise`` (partner features or tokens shaped like ``x``, or with a partner axis after
+        the first, averaged), the semantic-noise path of QFM-IQM on the standardised head input z: ``form`` "add" gives z + eps x z_partner (the paper's superposition),
+        "mix" the label-preserving convex mix (1 - eps) x z + eps x z_partner; then gate and head."""
         z = self.standardise(x)
         if noise is not None:
-            z = z + eps * self.standardise(noise)
+            if form not in NOISE_FORMS:
+                raise KeyError(f"unknown noise form {form!r}; known: {NOISE_FORMS}")
+            zn = self.standardise(noise)
+            zn = zn.mean(1) if noise.ndim > x.ndim else zn
+            z = (1 - eps) * z + eps * zn if form == "mix" else z + eps * zn
         return self.head(self.gate(z)).squeeze(-1) * self.out_scale + self.out_shift
 
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Optimiser parameter groups: weight decay on every parameter but the gate's and the decoder's
+        position embedding and query, so that decay pulls neither the gate off identity nor those to zero."""
+        plain = {id(p) for p in self.gate.parameters()}
+        plain |= {id(getattr(self.head, name)) for name in ("position", "query") if hasattr(self.head, name)}
+        params = list(self.parameters())
+        return [{"params": [p for p in params if id(p) not in plain], "lr": lr, "weight_decay": weight_decay},
+                {"params": [p for p in params if id(p) in plain], "lr": lr, "weight_decay": 0.0}]
 
-def save_model(model: QualityModel, path: Any, **extra: Any) -> None:
-    """Checkpoint with its architecture, so that loading needs no config."""
+
+def save_model(model: nn.Module, path: Any, **extra: Any) -> None:
+    """Checkpoint with its architecture (``model.spec``), so that loading needs no config."""
     with atomic_path(path) as tmp:
         torch.save({"spec": model.spec, "state_dict": model.state_dict(), **extra}, tmp)
 
 
-def load_model(path: Any) -> QualityModel:
+def load_model(path: Any) -> nn.Module:
+    """The model saved at ``path``, in eval mode: a ``QualityModel``, or a ``qfm_iqm.partial.PartialModel``
+    (trained backbone top and decoder) when its spec has a ``partial`` section."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = QualityModel(**ckpt["spec"])
+    if "partial" in ckpt["spec"]:
+        from qfm_iqm.partial import from_spec  # partial builds on this module
+
+        model = from_spec(ckpt["spec"])
+    else:
+        model = QualityModel(**ckpt["spec"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

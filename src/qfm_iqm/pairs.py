@@ -102,6 +102,16 @@ def partner_matrix(table: pd.DataFrame, query_id: np.ndarray, bank_id: np.ndarra
     return out
 
 
+def concentration(partners: np.ndarray) -> dict[str, float]:
+    """How concentrated the chosen partners (memory-bank rows, one or k per image) are: how many distinct
+    entries serve as partners, the share of the most used one, and the effective number of partners
+    (exp of the entropy of their use; equal to ``distinct_partners`` when every entry is used equally)."""
+    _, counts = np.unique(np.asarray(partners).ravel(), return_counts=True)
+    share = counts / counts.sum()
+    return {"distinct_partners": len(counts), "top_partner_share": float(share.max()),
+            "effective_partners": float(np.exp(-(share * np.log(share)).sum()))}
+
+
 def observation(score: np.ndarray, semantic: np.ndarray, large_gap: float, n_random: int,
                 seed: int) -> tuple[dict, pd.DataFrame]:
     """How often near neighbours in feature space differ strongly in quality.

@@ -25,7 +25,8 @@ def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners:
                 large_gap: float) -> dict[str, float]:
     """Prediction shift under matched semantic noise and the observation statistic, for one model.
 
-    ``x``: (images, crops, dim) test features; ``partners``: each image's partner row in ``x``.
+    ``x``: (images, crops, ...) test inputs of ``model`` (pooled features, or cached activations for a
+    model with a trained backbone top); ``partners``: each image's partner row in ``x``.
     """
     model.eval()
     xt = torch.from_numpy(x).float()
@@ -47,12 +48,13 @@ def matched_partners(ids: np.ndarray, score: np.ndarray, semantic: np.ndarray, t
     return pd.Index(ids).get_indexer(matched["partner_id"])
 
 
-def sweep(models: dict[str, QualityModel], x: np.ndarray, score: np.ndarray, ids: np.ndarray, semantic: np.ndarray,
-          taus: list[float], epss: list[float], k_fallback: int, large_gap: float) -> pd.DataFrame:
-    """``sensitivity`` of every model for every (tau, eps): partners mined once per tau."""
+def sweep(models: dict[str, QualityModel], x: dict[str, np.ndarray], score: np.ndarray, ids: np.ndarray,
+          semantic: np.ndarray, taus: list[float], epss: list[float], k_fallback: int, large_gap: float) -> pd.DataFrame:
+    """``sensitivity`` of every model (on its own input ``x[name]``) for every (tau, eps): partners mined
+    once per tau."""
     rows = []
     for tau in taus:
         partners = matched_partners(ids, score, semantic, tau, k_fallback)
-        rows += [{"model": name, "tau": tau, **sensitivity(model, x, score, partners, eps, large_gap)}
+        rows += [{"model": name, "tau": tau, **sensitivity(model, x[name], score, partners, eps, large_gap)}
                  for name, model in models.items() for eps in epss]
     return pd.DataFrame(rows)

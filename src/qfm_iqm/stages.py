@@ -110,6 +110,20 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
 
 
 @stage
+def extract_activations(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.features import CropRecipe
+    from qfm_iqm.partial import extract_activations as extract
+
+    meta = read_meta(input.meta, ["image_id", "path"])
+    cfg = params.backbone
+    weights = input.weights if cfg["weights"] == "package" else cfg["weights"]
+    feats, stats = extract(meta, cfg["name"], weights, CropRecipe(**params.crops), params.from_block, cfg["batch_size"],
+                           cfg["channels_last"], cfg["device"])
+    feats.save(output.activations)
+    write_json(stats, output.stats)
+
+
+@stage
 def make_splits(input: NS, output: NS, params: NS) -> None:
     meta = read_meta(input.meta)
     if params.scheme == "official":
@@ -130,6 +144,23 @@ def _labelled(input: NS, split: int, part: str) -> tuple[pd.DataFrame, FeatureSe
     """Meta rows and cached features of one part of one split."""
     rows = _part(input, split, part)
     return rows, FeatureSet.load(input.features).subset(rows["image_id"])
+
+
+def _model_input(model: object, feats: FeatureSet, activations: str | None, rows: pd.DataFrame) -> np.ndarray:
+    """What ``model`` reads for ``rows``: cached activations (``activations``, a path) for a model with a
+    trained backbone top (``qfm_iqm.partial``), else the pooled features ``feats`` (of ``rows``)."""
+    if "partial" not in model.spec:
+        return feats.features
+    return FeatureSet.load(activations).subset(rows["image_id"]).features
+
+
+def _model_args(settings: dict, input: NS) -> dict:
+    """``qfm_iqm.partial.model_for``'s backbone arguments from a rule's ``model`` params (empty for pooled heads)."""
+    if not settings:
+        return {}
+    backbone = settings["backbone"]
+    weights = input.weights if backbone["weights"] == "package" else backbone["weights"]
+    return {"backbone": backbone["name"], "weights": weights, "partial": settings["partial"]}
 
 
 @stage
@@ -176,15 +207,16 @@ def mine_pairs(input: NS, output: NS, params: NS) -> None:
              100 * first["fallback"].mean(), first["cosine_distance"].median())
 
 
-def _fit(arch: dict, cfg: dict, x: np.ndarray, y: np.ndarray, out_model: str, out_log: str,
+def _fit(arch: dict, model_args: dict, cfg: dict, feats: FeatureSet, y: np.ndarray, out_model: str, out_log: str,
          **pool: np.ndarray) -> None:
-    """Train a fresh, seeded model and write its checkpoint and per-epoch log."""
+    """Train a fresh, seeded model on ``feats`` and write its checkpoint and per-epoch log."""
     from qfm_iqm import train
     from qfm_iqm.models import save_model
+    from qfm_iqm.partial import model_for
 
     train.seed_everything(cfg["seed"])
-    model = train.build_model(x.shape[-1], arch)
-    history = train.train(model, x, y, train.TrainConfig(**cfg), **pool)
+    model = model_for(arch, feats, **model_args)
+    history = train.train(model, feats.features, y, train.TrainConfig(**cfg), **pool)
     save_model(model, out_model)
     write_csv(history, out_log)
 
@@ -192,8 +224,8 @@ def _fit(arch: dict, cfg: dict, x: np.ndarray, y: np.ndarray, out_model: str, ou
 @stage
 def train_teacher(input: NS, output: NS, params: NS) -> None:
     rows, feats = _labelled(input, int(params.split), "train")
-    _fit(params.teacher["arch"], params.teacher["train"], feats.features, rows["score"].to_numpy(),
-         output.model, output.log)
+    _fit(params.teacher["arch"], _model_args(params.model, input), params.teacher["train"], feats,
+         rows["score"].to_numpy(), output.model, output.log)
 
 
 @stage
@@ -228,11 +260,13 @@ def _memory_and_pool(input: NS, train_ids: np.ndarray, student: dict) -> tuple[F
 
 def _write_info(path: str, rows: pd.DataFrame, student: dict, labels: pd.DataFrame | None, bank_ids: np.ndarray,
                 partners: np.ndarray | None) -> None:
-    """Record how many labelled and pool images a student used, and how big its memory was."""
+    """Record how many labelled and pool images a student used, how big its memory was and how
+    concentrated its partners are (``pairs.concentration``)."""
     distils = labels is not None and student["distillation"]["kd_weight"] > 0
     info = {"labelled_images": len(rows), "pool_images_distilled": len(labels) if distils else 0,
             "memory_entries": len(bank_ids) if partners is not None else 0,
-            "partners_from_pool": float((partners >= len(rows)).mean()) if partners is not None else 0.0}
+            "partners_from_pool": float((partners >= len(rows)).mean()) if partners is not None else 0.0,
+            **(pairs.concentration(partners) if partners is not None else {})}
     write_json(info, path)
     log.info("student data: %s", info)
 
@@ -248,8 +282,8 @@ def train_student(input: NS, output: NS, params: NS) -> None:
     if partners is not None:
         memory = feats.features if len(bank_ids) == len(rows) else np.concatenate([feats.features, pool_feats.features])
         extra.update(partners=partners, memory=memory)
-    _fit(student["arch"], loss_settings(student), feats.features, rows["score"].to_numpy(), output.model,
-         output.log, **extra)
+    _fit(student["arch"], _model_args(params.model, input), loss_settings(student), feats, rows["score"].to_numpy(),
+         output.model, output.log, **extra)
     _write_info(output.info, rows, student, labels, bank_ids, partners)
 
 
@@ -270,7 +304,8 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
         memory = pd.concat([rows[["image_id", "path"]], pool_meta[["image_id", "path"]].assign(
             image_id=POOL_PREFIX + pool_meta["image_id"])], ignore_index=True).set_index("image_id").loc[bank_ids]
     own = {"lr" if k == "lr_head" else k: v for k, v in cfg.items() if k != "enabled"}
-    ft_cfg = finetune.FinetuneConfig(**{**loss_settings(student), **own}, crop=params.crops["size"])
+    cut = {"from_block": params.model["partial"]["from_block"]} if params.model else {}
+    ft_cfg = finetune.FinetuneConfig(**{**loss_settings(student), **own, **cut}, crop=params.crops["size"])
     weights = input.weights if params.backbone["weights"] == "package" else params.backbone["weights"]
     model, history = finetune.finetune(params.backbone["name"], weights, student["arch"], ft_cfg, rows, partners,
                                        pool, None if memory is None else memory.reset_index())
@@ -301,8 +336,9 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     partners = matched_partners(ids, y, semantic, cfg["tau"], cfg["k_fallback"])
     sens = []
     for name, model in models.items():
-        preds[name] = predict(model, x)
-        sens.append({"model": name, **sensitivity(model, x, y, partners, cfg["eps"], cfg["large_gap"])})
+        xm = _model_input(model, test_feats, getattr(input, "activations", None), rows)
+        preds[name] = predict(model, xm)
+        sens.append({"model": name, **sensitivity(model, xm, y, partners, cfg["eps"], cfg["large_gap"])})
     names = ["ridge", *models]
     if hasattr(input, "finetune"):
         preds["finetune"] = preds["image_id"].map(pd.read_csv(input.finetune, dtype={"image_id": str})
@@ -340,7 +376,8 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
     train_rows = _part(NS(meta=input.train_meta, splits=input.train_splits), split, "train")
     train_x = FeatureSet.load(input.train_features).subset(train_rows["image_id"]).features
     rows = read_meta(input.test_meta)
-    x = FeatureSet.load(input.test_features).subset(rows["image_id"]).features
+    test_feats = FeatureSet.load(input.test_features).subset(rows["image_id"])
+    x = test_feats.features
     preds = rows[["image_id", "score", "score_raw"]].assign(split=split)
     models = dict(zip(params.students, input.students, strict=True))
     for name in params.models:
@@ -353,7 +390,8 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
             preds[name] = finetune.predict(finetune.load(input.finetune), rows, CropRecipe(**params.crops),
                                            params.batch_size, params.device)
         else:
-            preds[name] = predict(load_model(input.teacher if name == "teacher" else models[name]), x)
+            model = load_model(input.teacher if name == "teacher" else models[name])
+            preds[name] = predict(model, _model_input(model, test_feats, getattr(input, "test_activations", None), rows))
     table = evaluate.split_metrics(preds, params.models).assign(split=split)
     write_csv(preds, output.predictions)
     write_csv(table, output.metrics)
@@ -402,8 +440,8 @@ def plot_observation(input: NS, output: NS, params: NS) -> None:
     rows, feats = _labelled(input, 0, "test")
     model = load_model(input.model)
     with torch.inference_mode():
-        x = torch.from_numpy(feats.features).float()
-        spaces = {"standardised (baseline head's input)": model.standardise(x).mean(1),
+        x = torch.from_numpy(_model_input(model, feats, getattr(input, "activations", None), rows)).float()
+        spaces = {"standardised (baseline head's input)": model.representation(x, gated=False).mean(1),
                   "QFM-gated (full student's head input)": model.representation(x).mean(1)}
     cfg, score = params.observation, rows["score"].to_numpy()
     observed = {name: pairs.observation(score, z.numpy(), cfg["large_gap"], cfg["n_random"], cfg["seed"])
@@ -433,7 +471,8 @@ def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
         rows, feats = _labelled(input, split, "test")
         models = {"teacher": load_model(teacher),
                   **{v: load_model(students[(f"split{split}", v)]) for v in params.variants}}
-        table = sweep(models, feats.features, rows["score"].to_numpy(), rows["image_id"].to_numpy(),
+        inputs = {name: _model_input(m, feats, getattr(input, "activations", None), rows) for name, m in models.items()}
+        table = sweep(models, inputs, rows["score"].to_numpy(), rows["image_id"].to_numpy(),
                       feats.semantic(), params.sweep["tau"], params.sweep["eps"], params.k_fallback,
                       params.large_gap)
         tables.append(table.assign(split=split))

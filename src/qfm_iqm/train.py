@@ -8,8 +8,10 @@ Every crop is a training sample labelled with its image's score. The student's l
   the image's own score, ``L_sens = |pred(noisy) - stopgrad(pred(clean))|``;
 - ``L_kd`` regresses predictions on the teacher-labelled expansion pool to the teacher's.
 
-Training runs a fixed number of epochs and keeps the final model: no epoch is ever selected on
-test data. The output is then affinely re-calibrated on the training part
+The clean and noisy passes of a step share their dropout masks, so that L_sens measures the noise
+alone. Features are pooled vectors or token sequences; a model may also carry trainable backbone
+layers in front of its head (``qfm_iqm.partial``). Training runs a fixed number of epochs and keeps
+the final model: no epoch is ever selected on test data. The output is then affinely re-calibrated on the training part
 (``QualityModel.calibrate``).
 """
 
@@ -60,6 +62,9 @@ class TrainConfig:
     eps: float = 0.3
     adv_weight: float = 0.0
     sens_weight: float = 0.0
+    noise_form: str = "add"  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
+    partner_draw: str = "mean"  # with several partners per image: "mean" of them, or "sample" one per step
+    crops_per_epoch: int = 0  # random crops per image and epoch; 0: every crop
 
 
 LOSS_TERMS = ["loss", "loss_clean", "loss_adv", "loss_sens", "loss_kd"]
@@ -108,14 +113,54 @@ def build_model(in_dim: int, arch: dict) -> QualityModel:
     return QualityModel(in_dim, **arch)
 
 
+def one_cycle(groups: list[dict], total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR]:
+    """AdamW over parameter ``groups`` (each with its ``lr`` and ``weight_decay``) and a one-cycle schedule
+    that peaks at each group's ``lr``."""
+    opt = torch.optim.AdamW(groups)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps)
+
+
+def clean_and_noisy(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, eps: float,
+                    form: str = "add") -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions without and with the semantic noise (partner inputs ``noise``, encoded without
+    gradient), from one encoding of ``x`` and under the same dropout masks: the random state is
+    rewound between the two passes."""
+    feats = model.encode(x)
+    with torch.no_grad():
+        noise = model.encode(noise)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        pred = model.score(feats)
+    return pred, model.score(feats, noise, eps, form)
+
+
+def partner_rows(partner_of: torch.Tensor, images: torch.Tensor, draw: str, gen: torch.Generator) -> torch.Tensor:
+    """The memory-bank rows of each sample's partners, (samples, k): all k (``draw`` "mean"), or one of
+    them drawn per sample (``"sample"``, (samples, 1))."""
+    rows = partner_of[images]
+    if draw == "mean":
+        return rows
+    if draw != "sample":
+        raise KeyError(f"unknown partner draw {draw!r}; known: ['mean', 'sample']")
+    return rows.gather(1, torch.randint(rows.shape[1], (len(rows), 1), generator=gen))
+
+
+def epoch_samples(images: int, crops: int, per_epoch: int, gen: torch.Generator) -> torch.Tensor:
+    """Shuffled sample indices (image x crops + crop) of one epoch: every crop, or ``per_epoch``
+    random crops of every image."""
+    if per_epoch <= 0:
+        return torch.randperm(images * crops, generator=gen)
+    picks = torch.arange(images).repeat(per_epoch) * crops + torch.randint(crops, (images * per_epoch,), generator=gen)
+    return picks[torch.randperm(len(picks), generator=gen)]
+
+
 def _crops_as_samples(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, crops, dim) and per-image (or per-crop) targets -> (samples, dim), (samples,)."""
-    n, c, d = x.shape
+    """(images, crops, *feature) and per-image (or per-crop) targets -> (samples, *feature), (samples,)."""
+    n, c = x.shape[:2]
     y = np.broadcast_to(y[:, None] if y.ndim == 1 else y, (n, c)).copy()
-    return torch.from_numpy(x.reshape(n * c, d)).float(), torch.from_numpy(y.reshape(-1)).float()
+    return torch.from_numpy(x.reshape(n * c, *x.shape[2:])).float(), torch.from_numpy(y.reshape(-1)).float()
 
 
-def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
           x_pool: np.ndarray | None = None, y_pool: np.ndarray | None = None,
           partners: np.ndarray | None = None, memory: np.ndarray | None = None) -> pd.DataFrame:
     """Fit ``model`` on (images, crops, dim) features ``x`` with image scores ``y``.
@@ -124,8 +169,8 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
     step adds the distillation loss on a pool batch of the same size. With ``partners`` and a
     non-zero ``adv_weight`` or ``sens_weight`` it adds the semantic-noise terms: ``partners`` holds,
     per image, the rows of its matched partners in the memory bank ``memory`` (entries, crops,
-    dim; default ``x``), shape (images,) or (images, k); the noise is the mean of one random crop
-    of each partner. Returns the per-epoch log.
+    *feature; default ``x``), shape (images,) or (images, k); the noise is one random crop of each
+    partner (``cfg.partner_draw``: all k, averaged, or one drawn per step). Returns the per-epoch log.
     """
     if cfg.loss not in LOSSES:
         raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
@@ -138,26 +183,26 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
         model.fit_normaliser(torch.cat([xs, xp]))
     else:
         model.fit_normaliser(xs)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = -(-len(xs) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    n_crops = x.shape[1]
+    steps_per_epoch = -(-(len(x) * cfg.crops_per_epoch if cfg.crops_per_epoch > 0 else len(xs)) // cfg.batch_size)
+    opt, sched = one_cycle(model.param_groups(cfg.lr, cfg.weight_decay), cfg.epochs * steps_per_epoch)
     match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
     if match:
         bank = torch.from_numpy(x if memory is None else memory).float()
         partner_of = torch.from_numpy(np.asarray(partners).reshape(len(x), -1))
-    n_crops = x.shape[1]
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     model.train()
     for epoch in range(cfg.epochs):
         totals = dict.fromkeys(LOSS_TERMS, 0.0)
-        for idx in torch.randperm(len(xs), generator=gen).split(cfg.batch_size):
-            pred = model(xs[idx])
+        for idx in epoch_samples(len(x), n_crops, cfg.crops_per_epoch, gen).split(cfg.batch_size):
             noisy = kd_pred = kd_target = None
             if match:
-                rows = partner_of[idx // n_crops]
+                rows = partner_rows(partner_of, idx // n_crops, cfg.partner_draw, gen)
                 crop = torch.randint(bank.shape[1], rows.shape, generator=gen)
-                noisy = model(xs[idx], noise=bank[rows, crop].mean(1), eps=cfg.eps)
+                pred, noisy = clean_and_noisy(model, xs[idx], bank[rows, crop], cfg.eps, cfg.noise_form)
+            else:
+                pred = model(xs[idx])
             if distil:
                 pidx = torch.randint(len(xp), (len(idx),), generator=gen)
                 kd_pred, kd_target = model(xp[pidx]), yp[pidx]
@@ -170,12 +215,13 @@ def train(model: QualityModel, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
 
 
 @torch.inference_mode()
-def predict_crops(model: QualityModel, x: np.ndarray) -> np.ndarray:
-    """(images, crops) scores."""
+def predict_crops(model: torch.nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(images, crops) scores, ``batch_size`` images at a time."""
     model.eval()
-    return model(torch.from_numpy(x).float()).numpy()
+    return np.concatenate([model(torch.from_numpy(x[i: i + batch_size]).float()).numpy()
+                           for i in range(0, max(len(x), 1), batch_size)])
 
 
-def predict(model: QualityModel, x: np.ndarray) -> np.ndarray:
+def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Image scores: the mean over crops."""
     return predict_crops(model, x).mean(1)

@@ -29,6 +29,7 @@ for _name, _cfg in DATASETS.items():
 BACKBONE = config["backbone"]["name"]
 CROPS = "c{n}s{size}r{seed}".format(**config["crops"]) + ("g" if config["crops"].get("global_view") else "")
 FEATURES = f"results/{{dataset}}/features/{BACKBONE}/{CROPS}"
+ACTIVATIONS = f"results/{{dataset}}/activations/{BACKBONE}/{CROPS}/b{config['partial']['from_block']}"
 
 
 def names_of_kind(*kinds, where=lambda cfg: True):
@@ -109,6 +110,40 @@ def backbone_weights(wildcards):
     return []
 
 
+def reads_tokens(arch):
+    """Whether a model of ``arch`` is a decoder over tokens (partial fine-tune on cached activations)."""
+    return arch["head"] == "decoder"
+
+
+TOKEN_MODELS = reads_tokens(config["teacher"]["arch"]) or any(reads_tokens(v["arch"]) for v in VARIANTS.values())
+
+
+def model_cache(arch, subset="labelled"):
+    """The cache a model of ``arch`` trains on: cached activations for a decoder, else pooled features."""
+    return f"{ACTIVATIONS if reads_tokens(arch) else FEATURES}/{subset}.npz"
+
+
+def model_settings(arch):
+    """What building a model of ``arch`` depends on besides ``arch``: the backbone and the cut (decoders only)."""
+    return {"backbone": config["backbone"], "partial": config["partial"]} if reads_tokens(arch) else {}
+
+
+def model_weights(arch):
+    """Backbone weights a decoder's trainable top starts from (built by the workflow when ``package``)."""
+    return (lambda wildcards: {"weights": backbone_weights(wildcards)}) if reads_tokens(arch) else (lambda wildcards: {})
+
+
+def token_inputs(when=TOKEN_MODELS, **keys):
+    """Input function for stages that evaluate models: input key -> the wildcard naming the dataset whose
+    cached labelled activations it is, ``when`` a model they read reads tokens (else nothing)."""
+    def inputs(wildcards):
+        if not when:
+            return {}
+        return {key: f"{ACTIVATIONS.format(dataset=wildcards[name])}/labelled.npz" for key, name in keys.items()}
+
+    return inputs
+
+
 def per_split(pattern, **extra):
     """Input function: ``pattern`` expanded over every split of the job's dataset (and ``extra`` wildcards)."""
     return lambda wildcards: expand(pattern, dataset=wildcards.dataset, split=range(n_splits(wildcards.dataset)),
@@ -134,8 +169,11 @@ def mining_inputs(wildcards):
 
 
 def student_inputs(wildcards):
-    """The pool (when used) and the mined pairs (when matching is on) of one student variant."""
-    return _student_inputs(VARIANTS[wildcards.variant], wildcards)
+    """What one student variant trains on: its labelled cache, the pool (when used), the mined pairs
+    (when matching is on) and, for a decoder, the backbone weights."""
+    student = VARIANTS[wildcards.variant]
+    return {**_student_inputs(student, wildcards), **model_weights(student["arch"])(wildcards),
+            "features": expand(model_cache(student["arch"]), dataset=wildcards.dataset)[0]}
 
 
 def finetune_inputs(wildcards):
@@ -152,6 +190,8 @@ def finetune_predictions(wildcards):
 
 def _student_inputs(student, wildcards):
     inputs = pool_inputs(wildcards) if uses_pool(student) else {}
+    if inputs and reads_tokens(student["arch"]):
+        inputs["pool_features"] = expand(model_cache(student["arch"], "pool"), dataset=wildcards.dataset)[0]
     if matching_on(student):
         m = student["matching"]
         inputs["pairs"] = f"results/{wildcards.dataset}/split{wildcards.split}/pairs/{m['strategy']}_{m['memory']}.csv"

@@ -1,6 +1,7 @@
 rule evaluate_split:
     input:
         unpack(finetune_predictions),
+        unpack(token_inputs(activations="dataset")),
         meta="data/{dataset}/meta.csv",
         splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",
@@ -56,6 +57,7 @@ rule summarize:
 rule evaluate_cross:
     input:
         unpack(cross_model_inputs),
+        unpack(token_inputs(train_activations="train", test_activations="test")),
         train_meta="data/{train}/meta.csv",
         train_splits="results/{train}/splits.csv",
         train_features=labelled_features("{train}"),
@@ -110,6 +112,7 @@ rule summarize_cross:
 
 rule sensitivity_sweep:
     input:
+        unpack(token_inputs(activations="dataset")),
         meta="data/{dataset}/meta.csv",
         splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",

@@ -20,3 +20,28 @@ rule extract_features:
         runtime=120,
     script:
         SCRIPT
+
+
+rule extract_activations:
+    input:
+        meta=subset_meta,
+        weights=backbone_weights,
+    output:
+        activations=f"{ACTIVATIONS}/{{subset}}.npz",
+        stats=f"{ACTIVATIONS}/{{subset}}.stats.json",
+    wildcard_constraints:
+        subset="labelled|pool",
+    params:
+        backbone=config["backbone"],
+        crops=config["crops"],
+        from_block=config["partial"]["from_block"],
+    log:
+        f"logs/{{dataset}}/extract_activations/{BACKBONE}_{CROPS}_b{config['partial']['from_block']}_{{subset}}.log",
+    benchmark:
+        f"benchmarks/{{dataset}}/extract_activations/{BACKBONE}_{CROPS}_b{config['partial']['from_block']}_{{subset}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        SCRIPT

@@ -43,6 +43,7 @@ rule plot_pairs:
 
 rule plot_observation:
     input:
+        unpack(token_inputs(reads_tokens(VARIANTS["full"]["arch"]), activations="dataset")),
         meta="data/{dataset}/meta.csv",
         splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",

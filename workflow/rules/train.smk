@@ -1,8 +1,9 @@
 rule train_teacher:
     input:
+        unpack(model_weights(config["teacher"]["arch"])),
         meta="data/{dataset}/meta.csv",
         splits="results/{dataset}/splits.csv",
-        features=f"{FEATURES}/labelled.npz",
+        features=model_cache(config["teacher"]["arch"]),
     output:
         model="results/{dataset}/split{split}/teacher.pt",
         log="results/{dataset}/split{split}/teacher_log.csv",
@@ -10,6 +11,7 @@ rule train_teacher:
     params:
         split="{split}",
         teacher=config["teacher"],
+        model=model_settings(config["teacher"]["arch"]),
     log:
         "logs/{dataset}/split{split}/train_teacher.log",
     benchmark:
@@ -25,7 +27,7 @@ rule train_teacher:
 rule label_pool:
     input:
         pool_meta="data/{dataset}/pool/meta.csv",
-        pool_features=f"{FEATURES}/pool.npz",
+        pool_features=model_cache(config["teacher"]["arch"], "pool"),
         teacher="results/{dataset}/split{split}/teacher.pt",
     output:
         labels="results/{dataset}/split{split}/pool_labels.csv",
@@ -45,7 +47,6 @@ rule train_student:
         unpack(student_inputs),
         meta="data/{dataset}/meta.csv",
         splits="results/{dataset}/splits.csv",
-        features=f"{FEATURES}/labelled.npz",
     output:
         model="results/{dataset}/split{split}/students/{variant}.pt",
         log="results/{dataset}/split{split}/students/{variant}_log.csv",
@@ -56,6 +57,7 @@ rule train_student:
     params:
         split="{split}",
         student=lambda wildcards: active_settings(VARIANTS[wildcards.variant]),
+        model=lambda wildcards: model_settings(VARIANTS[wildcards.variant]["arch"]),
     log:
         "logs/{dataset}/split{split}/train_student_{variant}.log",
     benchmark:
@@ -82,6 +84,7 @@ rule finetune_student:
     params:
         split="{split}",
         student=VARIANTS["full"],
+        model=model_settings(VARIANTS["full"]["arch"]),
         finetune=config["finetune"],
         backbone=config["backbone"],
         crops=config["crops"],

@@ -1,0 +1,76 @@
+"""The decoder students inside the workflow: the activation cache, partial fine-tune, evaluation, rerun scope."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config
+
+DS = "tiny"
+CACHE = "results/tiny/activations/tf_efficientnet_lite0/c2s64r0/b6"
+# a decoder variant of the full student (gate, matching, distillation), next to the pooled baseline
+DECODER = {"arch": {"head": "decoder", "hidden": 16, "heads": 2}, "train": {"crops_per_epoch": 1}}
+
+
+def decoder_config(**changes: dict) -> dict:
+    config = tiny_config()
+    config["ablation"]["run"] = ["baseline", "decoder"]
+    config["ablation"]["variants"]["decoder"] = DECODER
+    return {**config, **changes}
+
+
+@pytest.fixture(scope="module")
+def decoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("decoder")
+    snakemake(workdir, write_config(workdir, decoder_config()))
+    return workdir
+
+
+def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decoder_run: Path) -> None:
+    from qfm_iqm.backbone import create_backbone
+    from qfm_iqm.feature_cache import FeatureSet
+    from qfm_iqm.models import load_model
+    from qfm_iqm.partial import ACTIVATION, EARLY
+
+    meta = pd.read_csv(decoder_run / f"data/{DS}/meta.csv")
+    cache = FeatureSet.load(decoder_run / CACHE / "labelled.npz")
+    # 64-pixel crops: Lite0's block 6 reads 192 x 2 x 2; the early token holds 4 stages' means and stds
+    assert cache.features.dtype == np.float16 and cache.features.shape == (len(meta), 2, 192 * 4 + 2 * 192)
+    assert cache.block_names == [ACTIVATION, EARLY] and cache.block_sizes == [768, 2 * (16 + 24 + 40 + 112)]
+
+    model = load_model(decoder_run / f"results/{DS}/split0/students/decoder.pt")
+    assert model.spec["head"] == "decoder" and model.spec["tokens"] == 4 + 1 and model.spec["partial"]["from_block"] == 6
+    start = create_backbone("tf_efficientnet_lite0", decoder_run / "results/weights/tf_efficientnet_lite0.pth")
+    moved = [not torch.equal(a, b) for a, b in zip(model.top.parameters(), start.blocks[6:].parameters(), strict=False)]
+    assert any(moved), "the backbone's top did not train"
+    bn = start.blocks[6][0].bn1
+    assert torch.equal(model.top.blocks[0][0].bn1.running_mean, bn.running_mean), "BatchNorm statistics moved"
+
+    predictions = pd.read_csv(decoder_run / f"results/{DS}/split0/predictions.csv")
+    assert predictions["decoder"].notna().all() and predictions["decoder"].between(-2, 2).all()
+    sensitivity = pd.read_csv(decoder_run / f"results/{DS}/sensitivity.csv").set_index("model")
+    assert sensitivity.loc["decoder", "mean_abs_shift"] > 0
+    assert "| decoder | 2 |" in (decoder_run / f"results/{DS}/summary.md").read_text()
+
+
+SCORING = {"evaluate_split": 2, "summarize": 1, "sensitivity_sweep": 1, "compare_with_paper": 1, "plot_scatter": 3,
+           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "all": 1}
+
+
+@pytest.mark.parametrize("change, expected", [
+    # a decoder knob reruns the decoder students and what reads them, never the activation cache
+    ({"partial": {"from_block": 6, "top_lr_scale": 0.5}}, {"train_student": 2, **SCORING}),
+    ({"ablation": {**decoder_config()["ablation"],
+                   "variants": {**decoder_config()["ablation"]["variants"],
+                                "decoder": {**DECODER, "arch": {**DECODER["arch"], "heads": 4}}}}},
+     {"train_student": 2, **SCORING}),
+    # another cut is another cache
+    ({"partial": {"from_block": 5, "top_lr_scale": 0.1}}, {"extract_activations": 2, "train_student": 2, **SCORING}),
+])
+def test_a_decoder_knob_reruns_exactly_the_decoder_students(decoder_run: Path, change: dict, expected: dict) -> None:
+    changed = write_config(decoder_run, decoder_config(**change), "changed.yaml")
+    assert dict(scheduled_jobs(snakemake(decoder_run, changed, "-n"))) == expected

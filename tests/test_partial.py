@@ -1,0 +1,139 @@
+"""The decoder head, the token gate, token-space noise and the partial fine-tune of a backbone's top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qfm_iqm import train
+from qfm_iqm.backbone import create_backbone
+from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.io import InputError
+from qfm_iqm.models import ChannelGate, QualityModel, load_model, save_model
+from qfm_iqm.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, model_for
+
+BACKBONE = "tf_efficientnet_lite0"
+PARTIAL = {"from_block": 6, "top_lr_scale": 0.1}
+ARCH = {"head": "decoder", "hidden": 16, "dropout": 0.0, "gate": True, "gate_reduction": 8, "heads": 2}
+
+
+@pytest.fixture(scope="module")
+def backbone() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_backbone(BACKBONE, "none")
+
+
+def _packed(backbone: torch.nn.Module, images: int = 3, crops: int = 2, size: int = 64) -> FeatureSet:
+    """Cached bottom activations of random crops, as ``extract_activations`` writes them."""
+    torch.manual_seed(1)
+    bottom = BackboneBottom(backbone, PARTIAL["from_block"])
+    with torch.no_grad():
+        packed = bottom(torch.randn(images * crops, 3, size, size)).numpy()
+    early = 2 * (16 + 24 + 40 + 112)
+    return FeatureSet(np.array([f"i{k}" for k in range(images)]), packed.reshape(images, crops, -1).astype(np.float16),
+                      [ACTIVATION, EARLY], [packed.shape[-1] - early, early])
+
+
+def test_bottom_then_top_is_the_whole_backbone(backbone: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 96, 96)
+    bottom, top = BackboneBottom(backbone, 6), BackboneTop(backbone, 6)
+    with torch.no_grad():
+        packed = bottom(x)
+        tokens = top(packed[:, : 192 * 3 * 3].reshape(2, 192, 3, 3))
+        whole = backbone.forward_features(x)
+    assert torch.allclose(tokens, whole.flatten(2).transpose(1, 2), atol=1e-5)
+    # the early statistics are the means and stds of the stages before the cut
+    with torch.no_grad():
+        stage0 = backbone.blocks[0](backbone.bn1(backbone.conv_stem(x)))
+    assert torch.allclose(packed[:, 192 * 9: 192 * 9 + 16], stage0.mean((2, 3)), atol=1e-5)
+
+
+def test_the_top_keeps_batchnorm_statistics_in_training(backbone: torch.nn.Module) -> None:
+    top = BackboneTop(create_backbone(BACKBONE, "none"), 6).train()
+    before = top.head[1].running_mean.clone()
+    top(torch.randn(4, 192, 2, 2) * 5 + 3)
+    assert torch.equal(top.head[1].running_mean, before)
+    assert any(m.training for m in top.modules())
+
+
+def test_a_cut_outside_the_backbone_or_a_wrong_cache_is_a_clear_error(backbone: torch.nn.Module) -> None:
+    with pytest.raises(InputError, match="partial.from_block: 7 is not a block index"):
+        BackboneTop(backbone, 7)
+    pooled = FeatureSet(np.array(["a"]), np.zeros((1, 2, 8), np.float32), ["final_mean"], [8])
+    with pytest.raises(InputError, match="head 'decoder' reads cached activations"):
+        model_for(ARCH, pooled, BACKBONE, "none", PARTIAL)
+    with pytest.raises(ValueError, match="head 'mlp' reads one vector per crop"):
+        QualityModel(8, head="mlp", tokens=4)
+
+
+def test_the_decoder_reads_the_tokens_and_the_early_token(backbone: torch.nn.Module) -> None:
+    feats = _packed(backbone)
+    model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL).eval()
+    x = torch.from_numpy(feats.features).float()
+    tokens = model.tokens(x)
+    # disjoint channels: spatial tokens are 1280 features then zeros, the early token zeros then 384 statistics
+    assert tokens.shape == (3, 2, 2 * 2 + 1, 1280 + 384)
+    assert torch.equal(tokens[..., -1, 1280:], x[..., -384:]) and not tokens[..., -1, :1280].any()
+    assert not tokens[..., :-1, 1280:].any()
+    model.fit_normaliser(x.reshape(6, -1))
+    with torch.no_grad():
+        base = model(x)
+        changed = x.clone()
+        changed[..., -384:] += 3.0  # only the early statistics
+    assert base.shape == (3, 2) and not torch.allclose(model(changed), base)
+
+
+@pytest.mark.parametrize("query", ["pooled", "learned"])
+def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None:
+    model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, heads=2, query=query).eval()
+    x, partner = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
+    model.fit_normaliser(torch.randn(50, 3, 4) * 2 + 1, frozen=False)
+    z, zp = model.standardise(x), model.standardise(partner)
+    with torch.no_grad():
+        assert torch.allclose(model(x, partner, 0.3), model.head(z + 0.3 * zp).squeeze(-1))
+        assert torch.allclose(model(x, partner, 0.3, "mix"), model.head(0.7 * z + 0.3 * zp).squeeze(-1))
+        # a partner axis (k partners per sample) is averaged after standardisation
+        two = torch.stack([partner, -partner], 1)
+        assert torch.allclose(model(x, two, 0.3), model.head(z + 0.3 * model.standardise(two).mean(1)).squeeze(-1),
+                              atol=1e-6)
+    with pytest.raises(KeyError, match="unknown noise form"):
+        model(x, partner, 0.3, "subtract")
+
+
+def test_the_token_gate_starts_near_identity_and_is_not_decayed() -> None:
+    gate = ChannelGate(8, reduction=2, tokens=True)
+    x = torch.randn(4, 5, 8)
+    w = gate.weights(x)
+    assert w.shape == (4, 1, 8) and torch.allclose(w, torch.full_like(w, torch.sigmoid(torch.tensor(4.0)).item()))
+    model = QualityModel(8, head="decoder", hidden=8, gate=True, tokens=5, heads=2)
+    decayed, plain = model.param_groups(1e-3, 0.1)
+    gate_ids = {id(p) for p in model.gate.parameters()}
+    assert gate_ids <= {id(p) for p in plain["params"]} and plain["weight_decay"] == 0.0
+    assert not gate_ids & {id(p) for p in decayed["params"]} and decayed["weight_decay"] == 0.1
+
+
+def test_partial_fine_tune_trains_the_top_and_round_trips(backbone: torch.nn.Module, tmp_path: Path) -> None:
+    feats = _packed(backbone, images=8)
+    model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL)
+    groups = model.param_groups(1e-3, 0.1)
+    assert groups[-1]["lr"] == pytest.approx(1e-4) and len(groups[-1]["params"]) == len(list(model.top.parameters()))
+    start = [p.detach().clone() for p in model.top.parameters()]
+    y = np.linspace(0.1, 0.9, 8)
+    cfg = train.TrainConfig(epochs=2, lr=1e-3, weight_decay=0.1, batch_size=4, adv_weight=1.0, sens_weight=0.5,
+                            crops_per_epoch=1)
+    history = train.train(model, feats.features, y, cfg, partners=np.arange(8)[::-1].copy())
+    assert history["loss_sens"].gt(0).all()
+    assert any(not torch.equal(a, b) for a, b in zip(start, model.top.parameters(), strict=True))
+    save_model(model, tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    np.testing.assert_array_equal(train.predict_crops(loaded, feats.features), train.predict_crops(model, feats.features))
+
+
+def test_crops_per_epoch_draws_that_many_crops_of_every_image() -> None:
+    gen = torch.Generator().manual_seed(0)
+    picks = train.epoch_samples(images=6, crops=5, per_epoch=2, gen=gen)
+    assert len(picks) == 12 and sorted((picks // 5).tolist()) == sorted(list(range(6)) * 2)
+    assert sorted(train.epoch_samples(6, 5, 0, gen).tolist()) == list(range(30))
