@@ -8,6 +8,7 @@ inside the stages that need them: importing all of them would cost seconds per j
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -146,12 +147,18 @@ def _labelled(input: NS, split: int, part: str) -> tuple[pd.DataFrame, FeatureSe
     return rows, FeatureSet.load(input.features).subset(rows["image_id"])
 
 
+@functools.cache
+def _load_cache(path: str) -> FeatureSet:
+    """A feature or activation cache, read once per job however many models read it."""
+    return FeatureSet.load(path)
+
+
 def _model_input(model: object, feats: FeatureSet, activations: str | None, rows: pd.DataFrame) -> np.ndarray:
     """What ``model`` reads for ``rows``: cached activations (``activations``, a path) for a model with a
     trained backbone top (``qfm_iqm.partial``), else the pooled features ``feats`` (of ``rows``)."""
     if "partial" not in model.spec:
         return feats.features
-    return FeatureSet.load(activations).subset(rows["image_id"]).features
+    return _load_cache(activations).subset(rows["image_id"]).features
 
 
 def _model_args(settings: dict, input: NS) -> dict:
