@@ -37,7 +37,8 @@ def _shipped(*overrides: str) -> dict:
 
 
 @pytest.mark.parametrize("overrides", [[], ["livec.yaml"], ["livec.yaml", "livec_global.yaml"],
-                                       ["livec.yaml", "cross.yaml"], ["paper.yaml"]])
+                                       ["livec.yaml", "cross.yaml"], ["livec.yaml", "livec_decoder.yaml"],
+                                       ["paper.yaml"]])
 def test_shipped_configs_are_valid(overrides: list[str]) -> None:
     config = _shipped(*overrides)
     validate(config, SCHEMA)
@@ -62,6 +63,9 @@ def test_paper_config_covers_the_eight_datasets_in_fine_tune_mode() -> None:
      "config key 'cross_dataset.pairs.2': dataset 'koniq' has no entry under 'datasets'"),
     (lambda c: c["cross_dataset"]["models"].append("finetune"),
      "config key 'cross_dataset.models': 'finetune' is not a model of this run"),
+    # with ablation.splits, variants other than full and the reference are not on every split
+    (lambda c: (c["ablation"].update(splits=3), c["cross_dataset"]["models"].append("gate")),
+     "config key 'cross_dataset.models': 'gate' is not a model of this run"),
     (lambda c: c["datasets"].update(cross_dataset=c["datasets"]["demo"]), "the name is reserved"),
 ])
 def test_dataset_and_cross_dataset_errors_name_the_key(change, message: str) -> None:

@@ -136,6 +136,11 @@ def test_metrics_summary_and_ridge() -> None:
     assert summary.loc["c", "srcc_p_vs_a"] > 0.5 and summary.loc["a", "srcc_p_vs_a"] == 1.0
     table = evaluate.to_markdown(summary.reset_index(), "t", reference="a")
     assert "| b | 8 | 0.500 (0.350) [" in table and "p=0.008 (8/8)" in table
+    # a model run on 6 of the splits (ablation.splits) is tested against the reference on those 6
+    d = b.iloc[:6].assign(model="d")
+    summary = evaluate.summarise(pd.concat([a, d]), reference="a", resamples=500).set_index("model")
+    assert summary.loc["d", "splits"] == 6 and summary.loc["d", "srcc_wins_vs_a"] == 6
+    assert summary.loc["d", "srcc_p_vs_a"] == pytest.approx(2 / 2 ** 6)
     x, y = _toy(200)
     pred = evaluate.ridge_floor(x[:150], y[:150], x[150:], [0.1, 1.0])
     assert evaluate.metrics(y[150:], pred)["srcc"] > 0.8

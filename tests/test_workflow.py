@@ -206,6 +206,14 @@ def test_local_profile_plans_the_same_jobs_as_a_plain_run(tmp_path: Path) -> Non
     assert profiled == plain and plain["train_student"] == 6
 
 
+def test_ablation_splits_trains_the_other_variants_on_the_first_splits_only(tmp_path: Path) -> None:
+    config = tiny_config()
+    config["ablation"]["splits"] = 1
+    jobs = scheduled_jobs(snakemake(tmp_path, write_config(tmp_path, config), "-n"))
+    # split 0: full, baseline (the reference) and topk_partner; split 1: full and baseline
+    assert jobs["train_student"] == 3 + 2 and jobs["evaluate_split"] == 2 and jobs["sensitivity_sweep"] == 1
+
+
 def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:
     config = tiny_config()
     config["student"]["train"]["epochz"] = 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,14 @@ def resolve_variants(config: dict, schema_path: str | Path) -> dict[str, dict]:
     return variants
 
 
+def split_variants(config: dict, variants: Iterable[str], split: int) -> list[str]:
+    """The student variants trained on ``split``: all of them on the first ``ablation.splits`` splits
+    (every split by default), beyond those only ``full`` and the ablation's reference."""
+    limit = config["ablation"].get("splits")
+    core = {"full", config["ablation"]["reference"]}
+    return [v for v in variants if limit is None or split < limit or v in core]
+
+
 def matching_on(student: dict) -> bool:
     """Whether a student config uses the semantic-noise terms (and so the mined pairs)."""
     return student["matching"]["adv_weight"] > 0 or student["matching"]["sens_weight"] > 0
@@ -112,7 +122,7 @@ def check_cross_dataset(config: dict, variants: dict) -> None:
             if name not in config["datasets"]:
                 raise ConfigError(f"config key 'cross_dataset.pairs.{i}': dataset '{name}' has no entry under "
                                   "'datasets'")
-    models = ["ridge", "teacher", *variants] + (["finetune"] if config["finetune"]["enabled"] else [])
+    models = ["ridge", "teacher", *split_variants(config, variants, sys.maxsize)] + (["finetune"] if config["finetune"]["enabled"] else [])
     for name in cross["models"]:
         if name not in models:
             raise ConfigError(f"config key 'cross_dataset.models': '{name}' is not a model of this run "

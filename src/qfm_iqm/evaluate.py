@@ -59,7 +59,7 @@ def summarise(per_split: pd.DataFrame, reference: str | None = None, resamples: 
               confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Median and inter-quartile range of every metric per model over splits; for SRCC and PLCC
     also a bootstrap CI of the median and, against ``reference`` on the same splits, a paired
-    Wilcoxon p-value and the number of splits where the model is higher."""
+    Wilcoxon p-value and the number of splits where the model is higher, over the splits both were run on."""
     grouped = per_split.groupby("model", sort=False)[METRICS]
     q1, med, q3 = grouped.quantile(0.25), grouped.median(), grouped.quantile(0.75)
     out = pd.DataFrame({"splits": grouped.size()})
@@ -75,8 +75,10 @@ def summarise(per_split: pd.DataFrame, reference: str | None = None, resamples: 
         out[f"{m}_ci_high"] = [ci[k][1] for k in out.index]
         if reference is not None:
             ref = wide[m][reference]
-            out[f"{m}_p_vs_{reference}"] = [paired_wilcoxon(wide[m][k], ref) for k in out.index]
-            out[f"{m}_wins_vs_{reference}"] = [int((wide[m][k] > ref).sum()) for k in out.index]
+            paired = {k: (wide[m][k][both], ref[both]) for k in out.index
+                      for both in [wide[m][k].notna() & ref.notna()]}  # the splits both models were run on
+            out[f"{m}_p_vs_{reference}"] = [paired_wilcoxon(a, b) for a, b in paired.values()]
+            out[f"{m}_wins_vs_{reference}"] = [int((a > b).sum()) for a, b in paired.values()]
     return out.reset_index()
 
 

@@ -178,8 +178,10 @@ class QualityModel(nn.Module):
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """Features clipped to their training range, on the training features' scale (what a head without a
-        gate sees)."""
-        return (torch.minimum(torch.maximum(x, self.low), self.high) - self.mean) / self.std
+        gate sees). Unclipped models (trained features) skip the clipping: a no-op whose backward costs time."""
+        if not self.low.isneginf().all():
+            x = torch.minimum(torch.maximum(x, self.low), self.high)
+        return (x - self.mean) / self.std
 
     def representation(self, x: torch.Tensor, gated: bool = True) -> torch.Tensor:
         """What the head sees: standardised features, gated when the model has a gate (and ``gated``);

@@ -477,7 +477,8 @@ def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
     for split, teacher in enumerate(input.teacher):
         rows, feats = _labelled(input, split, "test")
         models = {"teacher": load_model(teacher),
-                  **{v: load_model(students[(f"split{split}", v)]) for v in params.variants}}
+                  **{v: load_model(students[(f"split{split}", v)]) for v in params.variants
+                     if (f"split{split}", v) in students}}
         inputs = {name: _model_input(m, feats, getattr(input, "activations", None), rows) for name, m in models.items()}
         table = sweep(models, inputs, rows["score"].to_numpy(), rows["image_id"].to_numpy(),
                       feats.semantic(), params.sweep["tau"], params.sweep["eps"], params.k_fallback,

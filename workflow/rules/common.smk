@@ -1,7 +1,8 @@
 import dataclasses
 
 from qfm_iqm.data import registry as data
-from qfm_iqm.config import active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants, validate
+from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
+                             split_variants, validate)
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -148,6 +149,18 @@ def per_split(pattern, **extra):
     """Input function: ``pattern`` expanded over every split of the job's dataset (and ``extra`` wildcards)."""
     return lambda wildcards: expand(pattern, dataset=wildcards.dataset, split=range(n_splits(wildcards.dataset)),
                                     **extra)
+
+
+def variants_of(wildcards):
+    """The student variants trained on the job's split (``ablation.splits``)."""
+    return split_variants(config, VARIANTS, int(wildcards.split))
+
+
+def every_student(pattern):
+    """Input function: ``pattern`` (wildcards dataset, split, variant) for every split and the variants it trains."""
+    return lambda wildcards: [pattern.format(dataset=wildcards.dataset, split=split, variant=variant)
+                              for split in range(n_splits(wildcards.dataset))
+                              for variant in split_variants(config, VARIANTS, split)]
 
 
 def uses_pool(student):

@@ -6,7 +6,8 @@ rule evaluate_split:
         splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",
         teacher="results/{dataset}/split{split}/teacher.pt",
-        students=expand("results/{{dataset}}/split{{split}}/students/{variant}.pt", variant=VARIANTS),
+        students=lambda wildcards: expand("results/{dataset}/split{split}/students/{variant}.pt",
+                                          variant=variants_of(wildcards), **wildcards),
     output:
         predictions="results/{dataset}/split{split}/predictions.csv",
         metrics="results/{dataset}/split{split}/metrics.csv",
@@ -14,7 +15,7 @@ rule evaluate_split:
         provenance="results/{dataset}/split{split}/evaluation.provenance.json",
     params:
         split="{split}",
-        variants=list(VARIANTS),
+        variants=variants_of,
         ridge_alphas=config["evaluation"]["ridge_alphas"],
         sensitivity={"eps": config["evaluation"]["sensitivity_eps"], "large_gap": config["pairs"]["large_gap"],
                      "tau": config["pairs"]["tau"], "k_fallback": config["pairs"]["k_fallback"]},
@@ -117,7 +118,7 @@ rule sensitivity_sweep:
         splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",
         teacher=per_split("results/{dataset}/split{split}/teacher.pt"),
-        students=per_split("results/{dataset}/split{split}/students/{variant}.pt", variant=list(VARIANTS)),
+        students=every_student("results/{dataset}/split{split}/students/{variant}.pt"),
     output:
         sweep="results/{dataset}/sensitivity_sweep.csv",
     params:
