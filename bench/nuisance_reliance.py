@@ -1,4 +1,4 @@
-"""The behavioural check of the semantic noise on synthetic tokens (``qfm_iqm.diagnostics``).
+"""The behavioural check of the semantic noise on synthetic tokens (``qfm_iqm.method.diagnostics``).
 
 For each head, noise form and seed: the baseline's and the matching student's reliance on a nuisance
 block that predicts the label on the training images only (prediction change when it is permuted,
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from qfm_iqm.diagnostics import nuisance_experiment
+from qfm_iqm.method.diagnostics import nuisance_experiment
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from qfm_iqm import train
-from qfm_iqm.models import QualityModel
+from qfm_iqm.method import train
+from qfm_iqm.method.model import QualityModel
 
 CONFIGS = {
     "clean only (baseline)": {},

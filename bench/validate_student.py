@@ -23,11 +23,12 @@ import torch
 import yaml
 from scipy import stats
 
-from qfm_iqm import pairs, splits, train
+from qfm_iqm import pairs, splits
 from qfm_iqm.config import loss_settings, matching_on
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.partial import model_for
+from qfm_iqm.method import train
+from qfm_iqm.method.partial import model_for
 
 
 def merged_config(files: list[str]) -> dict:

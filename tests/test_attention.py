@@ -16,7 +16,7 @@ from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.figures import save
 from qfm_iqm.io import read_rgb
-from qfm_iqm.models import QualityModel
+from qfm_iqm.method.model import QualityModel
 
 SIZE = 64
 RECIPE = CropRecipe(n=1, size=SIZE)

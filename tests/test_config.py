@@ -11,9 +11,9 @@ from conftest import REPO
 from qfm_iqm.config import ConfigError, check_cross_dataset, check_splits, resolve_variants, validate
 from qfm_iqm.data.distortions import DISTORTIONS
 from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
-from qfm_iqm.models import HEADS
+from qfm_iqm.method.heads import HEADS
+from qfm_iqm.method.train import LOSSES
 from qfm_iqm.pairs import STRATEGIES
-from qfm_iqm.train import LOSSES
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from qfm_iqm.features import CropRecipe
-from qfm_iqm.finetune import FinetuneConfig, finetune, load, predict, save
+from qfm_iqm.method.finetune import FinetuneConfig, finetune, load, predict, save
 from qfm_iqm.weights import convert_package_weights
 
 BACKBONE = "tf_efficientnet_lite0"

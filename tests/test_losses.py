@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from qfm_iqm import train
-from qfm_iqm.models import QualityModel
+from qfm_iqm.method import train
+from qfm_iqm.method.model import QualityModel
 
 CFG = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.0, batch_size=8, loss="smooth_l1", seed=0)
 MATCH = {"adv_weight": 1.0, "sens_weight": 0.5}
@@ -114,7 +114,7 @@ def test_l_kd_regresses_pool_crops_to_the_teachers_labels(monkeypatch: pytest.Mo
 
 
 def test_the_nuisance_reliance_measure_sees_a_model_that_reads_the_nuisance_block() -> None:
-    from qfm_iqm.diagnostics import farthest_matched, nuisance_reliance, nuisance_tokens
+    from qfm_iqm.method.diagnostics import farthest_matched, nuisance_reliance, nuisance_tokens
 
     x, y, content = nuisance_tokens(0, images=200)
     partners = farthest_matched(y, content)
@@ -133,7 +133,7 @@ def test_the_nuisance_reliance_measure_sees_a_model_that_reads_the_nuisance_bloc
 @pytest.mark.xfail(strict=True, reason="measured: matching raises the decoder's reliance on the nuisance block "
                                        "(bench/nuisance_reliance.py; README 'Decoder students')")
 def test_matching_reduces_the_reliance_on_a_nuisance_block() -> None:
-    from qfm_iqm.diagnostics import nuisance_experiment
+    from qfm_iqm.method.diagnostics import nuisance_experiment
 
     ratios = []
     for seed in range(3):

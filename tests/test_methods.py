@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from qfm_iqm import evaluate, pairs, splits, train
+from qfm_iqm import evaluate, pairs, splits
 from qfm_iqm.io import InputError
-from qfm_iqm.models import ChannelGate, QualityModel, load_model, save_model
+from qfm_iqm.method import train
+from qfm_iqm.method.gate import ChannelGate
+from qfm_iqm.method.model import QualityModel, load_model, save_model
 
 
 def test_splits_are_reference_disjoint_and_reproducible() -> None:

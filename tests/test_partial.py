@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from qfm_iqm import train
 from qfm_iqm.backbone import create_backbone
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.io import InputError
-from qfm_iqm.models import ChannelGate, QualityModel, load_model, save_model
-from qfm_iqm.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, model_for
+from qfm_iqm.method import train
+from qfm_iqm.method.gate import ChannelGate
+from qfm_iqm.method.model import QualityModel, load_model, save_model
+from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, model_for
 
 BACKBONE = "tf_efficientnet_lite0"
 PARTIAL = {"from_block": 6, "top_lr_scale": 0.1}

@@ -24,8 +24,8 @@ from scipy import ndimage
 from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.io import read_rgb
-from qfm_iqm.models import QualityModel
-from qfm_iqm.partial import BackboneBottom
+from qfm_iqm.method.model import QualityModel
+from qfm_iqm.method.partial import BackboneBottom
 
 
 def _to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:

@@ -95,7 +95,7 @@ def active_settings(student: dict) -> dict:
 
 def loss_settings(student: dict) -> dict:
     """The training, distillation and matching-loss keys of a student config, flat (the fields of
-    ``qfm_iqm.train.TrainConfig``); the partner strategy and memory are the pairs' business."""
+    ``qfm_iqm.method.train.TrainConfig``); the partner strategy and memory are the pairs' business."""
     matching = {k: v for k, v in student["matching"].items() if k not in ("strategy", "memory")}
     return {**student["train"], **student["distillation"], **matching}
 

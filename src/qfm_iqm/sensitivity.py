@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from qfm_iqm import pairs
-from qfm_iqm.models import QualityModel
+from qfm_iqm.method.model import QualityModel
 
 
 @torch.inference_mode()

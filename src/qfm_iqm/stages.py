@@ -113,7 +113,7 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
 @stage
 def extract_activations(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.features import CropRecipe
-    from qfm_iqm.partial import extract_activations as extract
+    from qfm_iqm.method.partial import extract_activations as extract
 
     meta = read_meta(input.meta, ["image_id", "path"])
     cfg = params.backbone
@@ -155,14 +155,14 @@ def _load_cache(path: str) -> FeatureSet:
 
 def _model_input(model: object, feats: FeatureSet, activations: str | None, rows: pd.DataFrame) -> np.ndarray:
     """What ``model`` reads for ``rows``: cached activations (``activations``, a path) for a model with a
-    trained backbone top (``qfm_iqm.partial``), else the pooled features ``feats`` (of ``rows``)."""
+    trained backbone top (``qfm_iqm.method.partial``), else the pooled features ``feats`` (of ``rows``)."""
     if "partial" not in model.spec:
         return feats.features
     return _load_cache(activations).subset(rows["image_id"]).features
 
 
 def _model_args(settings: dict, input: NS) -> dict:
-    """``qfm_iqm.partial.model_for``'s backbone arguments from a rule's ``model`` params (empty for pooled heads)."""
+    """``qfm_iqm.method.partial.model_for``'s backbone arguments from a rule's ``model`` params (empty for pooled heads)."""
     if not settings:
         return {}
     backbone = settings["backbone"]
@@ -217,9 +217,9 @@ def mine_pairs(input: NS, output: NS, params: NS) -> None:
 def _fit(arch: dict, model_args: dict, cfg: dict, feats: FeatureSet, y: np.ndarray, out_model: str, out_log: str,
          **pool: np.ndarray) -> None:
     """Train a fresh, seeded model on ``feats`` and write its checkpoint and per-epoch log."""
-    from qfm_iqm import train
-    from qfm_iqm.models import save_model
-    from qfm_iqm.partial import model_for
+    from qfm_iqm.method import train
+    from qfm_iqm.method.model import save_model
+    from qfm_iqm.method.partial import model_for
 
     train.seed_everything(cfg["seed"])
     model = model_for(arch, feats, **model_args)
@@ -237,8 +237,8 @@ def train_teacher(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def label_pool(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.models import load_model
-    from qfm_iqm.train import predict_crops
+    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.train import predict_crops
 
     pool_meta = read_meta(input.pool_meta, POOL_COLUMNS)
     y = predict_crops(load_model(input.teacher), FeatureSet.load(input.pool_features).subset(pool_meta["image_id"]).features)
@@ -296,8 +296,8 @@ def train_student(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def finetune_student(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import finetune
     from qfm_iqm.features import CropRecipe
+    from qfm_iqm.method import finetune
 
     split = int(params.split)
     rows, test = _part(input, split, "train"), _part(input, split, "test")
@@ -326,9 +326,9 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
 @stage
 def evaluate_split(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
-    from qfm_iqm.models import load_model
+    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.train import predict
     from qfm_iqm.sensitivity import matched_partners, sensitivity
-    from qfm_iqm.train import predict
 
     split = int(params.split)
     train_rows, train_feats = _labelled(input, split, "train")
@@ -376,8 +376,8 @@ def summarize(input: NS, output: NS, params: NS) -> None:
 @stage
 def evaluate_cross(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
-    from qfm_iqm.models import load_model
-    from qfm_iqm.train import predict
+    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.train import predict
 
     split = int(params.split)
     train_rows = _part(NS(meta=input.train_meta, splits=input.train_splits), split, "train")
@@ -391,8 +391,8 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
         if name == "ridge":
             preds[name] = evaluate.ridge_floor(train_x, train_rows["score"].to_numpy(), x, params.ridge_alphas)
         elif name == "finetune":
-            from qfm_iqm import finetune
             from qfm_iqm.features import CropRecipe
+            from qfm_iqm.method import finetune
 
             preds[name] = finetune.predict(finetune.load(input.finetune), rows, CropRecipe(**params.crops),
                                            params.batch_size, params.device)
@@ -442,7 +442,7 @@ def plot_observation(input: NS, output: NS, params: NS) -> None:
     import torch
 
     from qfm_iqm import figures
-    from qfm_iqm.models import load_model
+    from qfm_iqm.method.model import load_model
 
     rows, feats = _labelled(input, 0, "test")
     model = load_model(input.model)
@@ -469,7 +469,7 @@ def plot_ablation(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.models import load_model
+    from qfm_iqm.method.model import load_model
     from qfm_iqm.sensitivity import sweep
 
     students = {(Path(p).parents[1].name, Path(p).stem): p for p in input.students}  # (split<k>, variant)
@@ -501,7 +501,7 @@ def plot_sensitivity(input: NS, output: NS, params: NS) -> None:
 def plot_attention(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import attention, figures
     from qfm_iqm.features import CropRecipe
-    from qfm_iqm.models import load_model
+    from qfm_iqm.method.model import load_model
 
     rows = _part(input, 0, "test").sort_values("score", ignore_index=True)
     n = min(params.style["attention_images"], len(rows))

@@ -10,7 +10,7 @@ Every crop is a training sample labelled with its image's score. The student's l
 
 The clean and noisy passes of a step share their dropout masks, so that L_sens measures the noise
 alone. Features are pooled vectors or token sequences; a model may also carry trainable backbone
-layers in front of its head (``qfm_iqm.partial``). Training runs a fixed number of epochs and keeps
+layers in front of its head (``qfm_iqm.method.partial``). Training runs a fixed number of epochs and keeps
 the final model: no epoch is ever selected on test data. The output is then affinely re-calibrated on the training part
 (``QualityModel.calibrate``).
 """
@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from qfm_iqm.models import QualityModel
+from qfm_iqm.method.model import QualityModel
 
 log = logging.getLogger(__name__)
 

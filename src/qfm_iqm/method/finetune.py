@@ -1,6 +1,6 @@
 """Fine-tune mode: the backbone is unfrozen and features are computed inside training.
 
-The loss is the frozen-feature student's (``qfm_iqm.train.train``):
+The loss is the frozen-feature student's (``qfm_iqm.method.train.train``):
 ``L = L_clean + adv_weight * L_adv + sens_weight * L_sens + kd_weight * L_kd``, but every step
 decodes images, takes a random crop (and horizontal flip) of each and back-propagates into the
 backbone. Partner features (the semantic noise) are computed without gradient, as if read from
@@ -28,9 +28,9 @@ from torch import nn
 from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.io import atomic_path, read_rgb
-from qfm_iqm.models import QualityModel
-from qfm_iqm.partial import BackboneBottom, from_spec, with_top
-from qfm_iqm.train import (
+from qfm_iqm.method.model import QualityModel
+from qfm_iqm.method.partial import BackboneBottom, from_spec, with_top
+from qfm_iqm.method.train import (
     LOSS_TERMS,
     LOSSES,
     TrainConfig,
@@ -70,7 +70,7 @@ def resolve_device(name: str) -> torch.device:
 class FinetuneModel(nn.Module):
     """Backbone descriptor -> quality model, on RGB images in [0, 1] (B, 3, H, W): the multi-scale pooled
     descriptor and a ``QualityModel``, or, for a decoder, the backbone's bottom and a
-    ``qfm_iqm.partial.PartialModel`` (its top, tokens and decoder) trained together. ``pixels``: timm's
+    ``qfm_iqm.method.partial.PartialModel`` (its top, tokens and decoder) trained together. ``pixels``: timm's
     preprocessing config (mean, std)."""
 
     def __init__(self, descriptor: nn.Module, quality: nn.Module, pixels: dict) -> None:

@@ -1,120 +1,23 @@
-"""Quality models over cached backbone features: registries of heads, plus the channel gate.
+"""The quality model over cached backbone features: standardisation -> optional channel gate -> head.
 
-A ``QualityModel`` is feature standardisation -> optional channel gate -> head. It scores every
-crop; image scores average the crops. Its input is one pooled vector per crop (``tokens = 0``; heads
-``linear``, ``mlp``) or a sequence of ``tokens`` token vectors per crop (head ``decoder``, the
-DEIQT-style transformer decoder QFM-IQM builds on). Heads are registered by name (``HEADS``), like
-timm models.
+A ``QualityModel`` scores every crop; image scores average the crops. Its input is one pooled vector
+per crop (``tokens = 0``; heads ``linear``, ``mlp``) or a sequence of ``tokens`` token vectors per
+crop (head ``decoder``). The semantic noise of QFM-IQM enters here, on the standardised head input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from qfm_iqm.io import atomic_path
+from qfm_iqm.method.gate import ChannelGate
+from qfm_iqm.method.heads import HEADS
 
-HEADS: dict[str, Callable[..., nn.Module]] = {}
 NOISE_FORMS = ("add", "mix")
 STD_FLOOR = 0.1  # least std a channel is standardised with, relative to the median std of the channels
-
-
-def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def wrap(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        HEADS[name] = cls
-        return cls
-
-    return wrap
-
-
-def _pooled_only(name: str, tokens: int) -> None:
-    if tokens:
-        raise ValueError(f"head {name!r} reads one vector per crop, not {tokens} tokens; use head 'decoder'")
-
-
-@register_head("linear")
-class LinearHead(nn.Sequential):
-    """A linear regressor (the learned counterpart of the ridge floor)."""
-
-    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0, tokens: int = 0, **_: int) -> None:
-        _pooled_only("linear", tokens)
-        super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, 1))
-
-
-@register_head("mlp")
-class MLPHead(nn.Sequential):
-    """Two-layer perceptron on pooled features: Linear -> GELU -> Dropout -> Linear."""
-
-    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1, tokens: int = 0, **_: int) -> None:
-        _pooled_only("mlp", tokens)
-        super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, 1))
-
-
-@register_head("decoder")
-class DecoderHead(nn.Module):
-    """DEIQT-style decoder: tokens -> linear projection to ``hidden`` + learned position embedding; a
-    quality query cross-attends to them in ``depth`` transformer decoder layers (``heads`` attention
-    heads, pre-norm); a linear layer maps the query to the score.
-
-    ``query``: "pooled" starts the query from the mean and standard deviation of the tokens, the
-    counterpart for a CNN of the ViT's CLS token that DEIQT uses as its query (a summary of the
-    whole map, here including the early-stage statistics); "learned" is one learned vector.
-    """
-
-    def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, heads: int = 4,
-                 depth: int = 1, query: str = "learned") -> None:
-        super().__init__()
-        if tokens < 1:
-            raise ValueError("head 'decoder' reads token sequences: give the number of tokens per crop")
-        if query not in ("pooled", "learned"):
-            raise KeyError(f"unknown decoder query {query!r}; known: ['learned', 'pooled']")
-        self.project = nn.Linear(in_dim, hidden)
-        self.position = nn.Parameter(torch.zeros(tokens, hidden))
-        self.query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
-        self.summary = nn.Linear(2 * in_dim, hidden) if query == "pooled" else None
-        layer = nn.TransformerDecoderLayer(hidden, heads, 2 * hidden, dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, depth)
-        self.norm = nn.LayerNorm(hidden)
-        self.out = nn.Linear(hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., tokens, in_dim) -> (..., 1)."""
-        lead, x = x.shape[:-2], x.reshape(-1, *x.shape[-2:])
-        query = self.query.expand(len(x), -1, -1)
-        if self.summary is not None:
-            query = query + self.summary(torch.cat([x.mean(1), x.std(1)], dim=-1))[:, None]
-        query = self.decoder(query, self.project(x) + self.position)
-        return self.out(self.norm(query[:, 0])).reshape(*lead, 1)
-
-
-class ChannelGate(nn.Module):
-    """Squeeze-and-excitation gate: squeezed feature -> MLP -> sigmoid weight per channel -> multiply.
-
-    The adaptive feature selection of QFM-IQM: weights in (0, 1) that can suppress channels. On token
-    sequences (``tokens``) the squeeze is the mean token and every token gets the same weights. It
-    starts near identity: the last layer's weights are zero and its bias ``init_bias`` (weights of
-    about 0.98), so an untrained gate passes the features through.
-    """
-
-    def __init__(self, dim: int, reduction: int = 8, tokens: bool = False, init_bias: float = 4.0) -> None:
-        super().__init__()
-        self.tokens = tokens
-        self.excite = nn.Sequential(nn.Linear(dim, max(1, dim // reduction)), nn.ReLU(),
-                                    nn.Linear(max(1, dim // reduction), dim), nn.Sigmoid())
-        nn.init.zeros_(self.excite[2].weight)
-        nn.init.constant_(self.excite[2].bias, init_bias)
-
-    def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Channel weights: (..., dim) for vectors, (..., 1, dim) for token sequences."""
-        return self.excite(x.mean(-2, keepdim=True)) if self.tokens else self.excite(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)
 
 
 class QualityModel(nn.Module):
@@ -230,11 +133,11 @@ def save_model(model: nn.Module, path: Any, **extra: Any) -> None:
 
 
 def load_model(path: Any) -> nn.Module:
-    """The model saved at ``path``, in eval mode: a ``QualityModel``, or a ``qfm_iqm.partial.PartialModel``
+    """The model saved at ``path``, in eval mode: a ``QualityModel``, or a ``qfm_iqm.method.partial.PartialModel``
     (trained backbone top and decoder) when its spec has a ``partial`` section."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "partial" in ckpt["spec"]:
-        from qfm_iqm.partial import from_spec  # partial builds on this module
+        from qfm_iqm.method.partial import from_spec  # partial builds on this module
 
         model = from_spec(ckpt["spec"])
     else:

@@ -4,7 +4,7 @@ A timm backbone is cut at block ``start``. The bottom (stem and ``blocks[:start]
 and its output is cached in fp16 (``extract_activations``), with the pooled statistics (channel means
 and standard deviations) of the bottom's stages. The top (``blocks[start:]`` and the head
 convolution) then trains together with the quality model on the cached activations
-(``PartialModel``), under the student's full loss (``qfm_iqm.train.train``). BatchNorm statistics of
+(``PartialModel``), under the student's full loss (``qfm_iqm.method.train.train``). BatchNorm statistics of
 the top stay frozen.
 
 The quality model reads tokens: the top's final map gives one token per spatial position, and the
@@ -30,7 +30,7 @@ from qfm_iqm.backbone import create_backbone, data_config
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.features import CropRecipe, describe_crops
 from qfm_iqm.io import InputError
-from qfm_iqm.models import STD_FLOOR, QualityModel
+from qfm_iqm.method.model import STD_FLOOR, QualityModel
 
 ACTIVATION, EARLY = "activation", "early"  # the two blocks of a cached sample
 

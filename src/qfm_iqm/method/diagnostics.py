@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from qfm_iqm import train
-from qfm_iqm.models import QualityModel
+from qfm_iqm.method import train
+from qfm_iqm.method.model import QualityModel
 
 
 def nuisance_tokens(seed: int, images: int = 400, tokens: int = 4, block: int = 8, quality_noise: float = 1.0,

@@ -1,0 +1,81 @@
+"""Registry of quality heads, like timm's model registry: ``linear`` and ``mlp`` read one pooled vector
+per crop, ``decoder`` (the DEIQT-style transformer decoder QFM-IQM builds on) a token sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+HEADS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def wrap(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        HEADS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _pooled_only(name: str, tokens: int) -> None:
+    if tokens:
+        raise ValueError(f"head {name!r} reads one vector per crop, not {tokens} tokens; use head 'decoder'")
+
+
+@register_head("linear")
+class LinearHead(nn.Sequential):
+    """A linear regressor (the learned counterpart of the ridge floor)."""
+
+    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0, tokens: int = 0, **_: int) -> None:
+        _pooled_only("linear", tokens)
+        super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, 1))
+
+
+@register_head("mlp")
+class MLPHead(nn.Sequential):
+    """Two-layer perceptron on pooled features: Linear -> GELU -> Dropout -> Linear."""
+
+    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1, tokens: int = 0, **_: int) -> None:
+        _pooled_only("mlp", tokens)
+        super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, 1))
+
+
+@register_head("decoder")
+class DecoderHead(nn.Module):
+    """DEIQT-style decoder: tokens -> linear projection to ``hidden`` + learned position embedding; a
+    quality query cross-attends to them in ``depth`` transformer decoder layers (``heads`` attention
+    heads, pre-norm); a linear layer maps the query to the score.
+
+    ``query``: "pooled" starts the query from the mean and standard deviation of the tokens, the
+    counterpart for a CNN of the ViT's CLS token that DEIQT uses as its query (a summary of the
+    whole map, here including the early-stage statistics); "learned" is one learned vector.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, heads: int = 4,
+                 depth: int = 1, query: str = "learned") -> None:
+        super().__init__()
+        if tokens < 1:
+            raise ValueError("head 'decoder' reads token sequences: give the number of tokens per crop")
+        if query not in ("pooled", "learned"):
+            raise KeyError(f"unknown decoder query {query!r}; known: ['learned', 'pooled']")
+        self.project = nn.Linear(in_dim, hidden)
+        self.position = nn.Parameter(torch.zeros(tokens, hidden))
+        self.query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
+        self.summary = nn.Linear(2 * in_dim, hidden) if query == "pooled" else None
+        layer = nn.TransformerDecoderLayer(hidden, heads, 2 * hidden, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, depth)
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., tokens, in_dim) -> (..., 1)."""
+        lead, x = x.shape[:-2], x.reshape(-1, *x.shape[-2:])
+        query = self.query.expand(len(x), -1, -1)
+        if self.summary is not None:
+            query = query + self.summary(torch.cat([x.mean(1), x.std(1)], dim=-1))[:, None]
+        query = self.decoder(query, self.project(x) + self.position)
+        return self.out(self.norm(query[:, 0])).reshape(*lead, 1)
