@@ -368,7 +368,7 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     write_csv(per_split, output.metrics)
     write_csv(summary, output.summary)
     write_csv(sens.drop(columns="split").groupby("model", sort=False).median().reset_index(), output.sensitivity)
-    title = f"{params.dataset}: {params.backbone} (frozen features), {len(input.metrics)} splits"
+    title = f"{params.dataset}: {params.backbone}, {len(input.metrics)} splits; full model: {params.mode}"
     write_text(evaluate.to_markdown(summary, title, params.reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
 

@@ -243,11 +243,20 @@ def cross_within(wildcards):
     return [f"results/{train}/metrics.csv" for train in dict.fromkeys(train for train, _ in CROSS["pairs"])]
 
 
+def feature_mode():
+    """How the compared model's features are made: fine-tuned, a backbone top that trains, or frozen."""
+    if config["finetune"]["enabled"]:
+        return "fine-tuned"
+    if reads_tokens(VARIANTS["full"]["arch"]):
+        return f"backbone top from block {config['partial']['from_block']} trained"
+    return "frozen features"
+
+
 def comparison_runs():
     """Our runs that the paper comparison reports: dataset, kind, the model compared, backbone and mode."""
     finetuned = config["finetune"]["enabled"]
     return [{"name": name, "kind": DATASETS[name]["kind"], "model": "finetune" if finetuned else "full",
-             "backbone": BACKBONE, "mode": "fine-tuned" if finetuned else "frozen features"} for name in config["run"]]
+             "backbone": BACKBONE, "mode": feature_mode()} for name in config["run"]]
 
 
 def figure_targets():

@@ -42,6 +42,7 @@ rule summarize:
     params:
         dataset="{dataset}",
         backbone=BACKBONE,
+        mode=feature_mode(),
         reference=config["ablation"]["reference"],
         bootstrap=config["evaluation"]["bootstrap"],
     log:
