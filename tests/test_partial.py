@@ -138,3 +138,24 @@ def test_crops_per_epoch_draws_that_many_crops_of_every_image() -> None:
     picks = train.epoch_samples(images=6, crops=5, per_epoch=2, gen=gen)
     assert len(picks) == 12 and sorted((picks // 5).tolist()) == sorted(list(range(6)) * 2)
     assert sorted(train.epoch_samples(6, 5, 0, gen).tolist()) == list(range(30))
+
+
+def test_the_sweep_encodes_a_decoder_models_input_once_and_matches_each_point(backbone: torch.nn.Module) -> None:
+    from qfm_iqm.sensitivity import matched_partners, sensitivity, sweep
+
+    feats = _packed(backbone, images=8)
+    model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL)
+    model.fit_normaliser(torch.from_numpy(feats.features.reshape(-1, feats.features.shape[-1])).float())
+    score = np.linspace(0, 1, 8)
+    semantic = np.random.default_rng(0).normal(size=(8, 4))
+    calls = []
+    encode = model.encode
+    model.encode = lambda x: calls.append(len(x)) or encode(x)
+    table = sweep({"decoder": model}, {"decoder": feats.features}, score, feats.image_id, semantic, [0.1, 0.3], [0.2, 0.5],
+                  k_fallback=2, large_gap=0.2)
+    assert calls == [8] and len(table) == 4
+    model.encode = encode
+    partners = matched_partners(feats.image_id, score, semantic, 0.3, 2)
+    alone = sensitivity(model, feats.features, score, partners, 0.5, 0.2)
+    row = table[(table["tau"] == 0.3) & (table["eps"] == 0.5)].iloc[0]
+    assert row["mean_abs_shift"] == pytest.approx(alone["mean_abs_shift"], rel=1e-5) and alone["mean_abs_shift"] > 0

@@ -21,19 +21,28 @@ from qfm_iqm.method.model import QualityModel
 
 
 @torch.inference_mode()
+def encode(model: QualityModel, x: np.ndarray) -> torch.Tensor:
+    """What the quality model of ``model`` reads for (images, crops, ...) inputs ``x``: the features, or the
+    tokens of a trained backbone top (computed once, then shared by every noise level)."""
+    model.eval()
+    return model.encode(torch.from_numpy(x).float())
+
+
+@torch.inference_mode()
 def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners: np.ndarray, eps: float,
-                large_gap: float) -> dict[str, float]:
+                large_gap: float, feats: torch.Tensor | None = None) -> dict[str, float]:
     """Prediction shift under matched semantic noise and the observation statistic, for one model.
 
     ``x``: (images, crops, ...) test inputs of ``model`` (pooled features, or cached activations for a
-    model with a trained backbone top); ``partners``: each image's partner row in ``x``.
+    model with a trained backbone top), or their ``encode``-d ``feats``; ``partners``: each image's
+    partner row in ``x``.
     """
+    feats = encode(model, x) if feats is None else feats
     model.eval()
-    xt = torch.from_numpy(x).float()
-    clean = model(xt).mean(1).numpy()
-    noisy = model(xt, noise=xt[partners], eps=eps).mean(1).numpy()
+    clean = model.score(feats).mean(1).numpy()
+    noisy = model.score(feats, feats[partners], eps).mean(1).numpy()
     shift = np.abs(noisy - clean)
-    rep = model.representation(xt).mean(1).numpy()
+    rep = getattr(model, "quality", model).representation(feats).mean(1).numpy()
     observed, _ = pairs.observation(score, rep, large_gap, n_random=1, seed=0)
     return {"eps": eps, "mean_abs_shift": float(shift.mean()),
             "relative_shift": float(shift.mean() / max(clean.std(), 1e-12)),
@@ -51,10 +60,12 @@ def matched_partners(ids: np.ndarray, score: np.ndarray, semantic: np.ndarray, t
 def sweep(models: dict[str, QualityModel], x: dict[str, np.ndarray], score: np.ndarray, ids: np.ndarray,
           semantic: np.ndarray, taus: list[float], epss: list[float], k_fallback: int, large_gap: float) -> pd.DataFrame:
     """``sensitivity`` of every model (on its own input ``x[name]``) for every (tau, eps): partners mined
-    once per tau."""
-    rows = []
-    for tau in taus:
-        partners = matched_partners(ids, score, semantic, tau, k_fallback)
-        rows += [{"model": name, "tau": tau, **sensitivity(model, x[name], score, partners, eps, large_gap)}
-                 for name, model in models.items() for eps in epss]
-    return pd.DataFrame(rows)
+    once per tau, each model's input encoded once."""
+    partners = {tau: matched_partners(ids, score, semantic, tau, k_fallback) for tau in taus}
+    rows = {}
+    for name, model in models.items():  # one model's encoded inputs in memory at a time
+        feats = encode(model, x[name])
+        rows.update({(tau, name, eps): {"model": name, "tau": tau, **sensitivity(model, x[name], score, partners[tau],
+                                                                                  eps, large_gap, feats)}
+                     for tau in taus for eps in epss})
+    return pd.DataFrame([rows[(tau, name, eps)] for tau in taus for name in models for eps in epss])
