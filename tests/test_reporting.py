@@ -72,8 +72,11 @@ def test_figures_draw_one_panel_per_space_model_or_metric(tmp_path: Path) -> Non
     fig = figures.observation({"raw": sample, "gated": sample}, {"raw": stats, "gated": stats}, "t", STYLE)
     assert len(fig.axes) == 2
     summary = _summary(0.8, (0.78, 0.83))
-    assert len(figures.ablation(pd.concat([summary, summary.assign(model="baseline")]), "baseline", "t",
-                                STYLE).axes) == 2
+    fig = figures.ablation(pd.concat([summary, summary.assign(model="baseline"), summary.assign(model="gate", splits=3)]),
+                           "baseline", "t", STYLE)
+    assert len(fig.axes) == 2
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks[-1] == "gate (3 splits)" and "splits" not in ticks[0]  # ablation.splits: fewer splits are named
     sweep = pd.DataFrame([{"model": m, "tau": t, "eps": e, "relative_shift": e * (2 if m == "baseline" else 1),
                            "split": s} for m in ("baseline", "full") for t in (0.03, 0.1) for e in (0.1, 0.3)
                           for s in (0, 1)])

@@ -84,14 +84,16 @@ def ablation(summary: pd.DataFrame, reference: str, title: str, style: dict) -> 
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), sharey=True, layout="constrained")
     x = np.arange(len(summary))
     colours = ["tab:orange" if m == reference else "tab:blue" for m in summary["model"]]
+    most = summary["splits"].max()  # models run on fewer splits (ablation.splits) say how many
+    labels = [m if n == most else f"{m} ({n} splits)" for m, n in zip(summary["model"], summary["splits"], strict=True)]
     for ax, metric in zip(axes, ("srcc", "plcc"), strict=True):
         med = summary[f"{metric}_median"].to_numpy()
         err = np.vstack([med - summary[f"{metric}_ci_low"], summary[f"{metric}_ci_high"] - med])
         ax.bar(x, med, yerr=err, color=colours, capsize=3)
-        ax.set_xticks(x, summary["model"], rotation=45, ha="right")
+        ax.set_xticks(x, labels, rotation=45, ha="right")
         low = np.nanmin(summary[f"{metric}_ci_low"])
         ax.set(ylim=(max(0.0, low - 0.05), min(1.0, np.nanmax(summary[f"{metric}_ci_high"]) + 0.02)),
-               title=f"{metric.upper()} median, {summary['splits'].max()} splits (95% bootstrap CI)")
+               title=f"{metric.upper()} median, {most} splits (95% bootstrap CI)")
     fig.suptitle(f"{title} (orange: {reference}, the reference of the paired tests)")
     return fig
 
