@@ -131,7 +131,7 @@ def test_the_nuisance_reliance_measure_sees_a_model_that_reads_the_nuisance_bloc
 
 
 @pytest.mark.xfail(strict=True, reason="measured: matching raises the decoder's reliance on the nuisance block "
-                                       "(bench/nuisance_reliance.py; README 'Decoder students')")
+                                       "(bench/nuisance_reliance.py; README, 'Measured results')")
 def test_matching_reduces_the_reliance_on_a_nuisance_block() -> None:
     from qfm_iqm.method.diagnostics import nuisance_experiment
 
