@@ -42,7 +42,7 @@ def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners:
     clean = model.score(feats).mean(1).numpy()
     noisy = model.score(feats, feats[partners], eps).mean(1).numpy()
     shift = np.abs(noisy - clean)
-    rep = getattr(model, "quality", model).representation(feats).mean(1).numpy()
+    rep = model.represent(feats).mean(1).numpy()
     observed, _ = pairs.observation(score, rep, large_gap, n_random=1, seed=0)
     return {"eps": eps, "mean_abs_shift": float(shift.mean()),
             "relative_shift": float(shift.mean() / max(clean.std(), 1e-12)),

@@ -93,6 +93,10 @@ class QualityModel(nn.Module):
         z = self.gate(z) if gated else z
         return z.mean(-2) if self.spec["tokens"] else z
 
+    def represent(self, feats: torch.Tensor, gated: bool = True) -> torch.Tensor:
+        """``representation`` of encoded features (``encode``)."""
+        return self.representation(feats, gated)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The head's input features of ``x``: ``x`` itself (models with trainable backbone layers override it)."""
         return x

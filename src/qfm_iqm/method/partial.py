@@ -156,7 +156,11 @@ class PartialModel(nn.Module):
 
     def representation(self, x: torch.Tensor, gated: bool = True) -> torch.Tensor:
         """``QualityModel.representation`` of the top's tokens: the decoder's input, averaged over tokens."""
-        return self.quality.representation(self.tokens(x), gated)
+        return self.represent(self.tokens(x), gated)
+
+    def represent(self, feats: torch.Tensor, gated: bool = True) -> torch.Tensor:
+        """``representation`` of encoded tokens (``encode``)."""
+        return self.quality.representation(feats, gated)
 
     @torch.no_grad()
     def _batched_tokens(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
