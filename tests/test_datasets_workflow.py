@@ -31,8 +31,10 @@ def test_paper_dry_run_shows_the_whole_dag_without_data(tmp_path: Path) -> None:
     assert jobs["prepare_resized_dataset"] == 2  # KonIQ-10k at 512x384, SPAQ at a 512 short side
     assert jobs["make_splits"] == n_datasets
     assert jobs["extract_features"] == 2 * n_datasets  # labelled set and expansion pool
-    assert jobs["train_teacher"] == jobs["finetune_student"] == jobs["evaluate_split"] == n_datasets * n_splits
-    assert jobs["train_student"] == n_datasets * n_splits * n_students
+    assert jobs["finetune_student"] == jobs["evaluate_split"] == n_datasets * n_splits
+    assert jobs["train_teacher"] == n_datasets * (n_splits + 1)  # and each dataset's final model on every image
+    assert jobs["train_student"] == n_datasets * (n_splits * n_students + 1)
+    assert jobs["export_model"] == n_datasets
     assert jobs["evaluate_cross"] == 6 * n_splits and jobs["summarize_cross"] == 1
     assert jobs["sensitivity_sweep"] == jobs["plot_attention"] == n_datasets and jobs["compare_with_paper"] == 1
     assert not (tmp_path / "data").exists()

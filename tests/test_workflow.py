@@ -117,27 +117,28 @@ def test_nothing_left_to_do_after_a_run(tiny_run: Path) -> None:
 
 
 # What a changed student reruns: its evaluation, the tables and figures that read them, the report's
-# benchmark table; a changed full student also the figures drawn from it (observation, attention).
+# benchmark table and the deployable model's bundle (its card holds the test summary); a changed full student
+# also the figures drawn from it (observation, attention) and the final model trained on every image ("all").
 SCORING = {"evaluate_split": 2, "summarize": 1, "sensitivity_sweep": 1, "compare_with_paper": 1, "plot_scatter": 3,
-           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "all": 1}
+           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "export_model": 1, "all": 1}
 FULL = {**SCORING, "plot_observation": 1, "plot_attention": 1}
 FIGURES = {"plot_scatter": 3, "plot_pairs": 1, "plot_observation": 1, "plot_ablation": 1, "plot_sensitivity": 1,
            "plot_attention": 1, "report_benchmarks": 1, "all": 1}
 
 
 @pytest.mark.parametrize("path, value, expected", [
-    (("student", "train", "epochs"), 4, {"train_student": 6, **FULL}),  # every variant inherits it
-    (("student", "matching", "eps"), 0.5, {"train_student": 4, **FULL}),  # the variants with matching
+    (("student", "train", "epochs"), 4, {"train_student": 7, **FULL}),  # every variant inherits it
+    (("student", "matching", "eps"), 0.5, {"train_student": 5, **FULL}),  # the variants with matching
     (("ablation", "variants", "topk_partner", "arch"), {"hidden": 8}, {"train_student": 2, **SCORING}),
     (("teacher", "arch", "hidden"), 48,  # not the baseline: it reads no teacher labels
-     {"train_teacher": 2, "label_pool": 2, "mine_pairs": 2, "train_student": 4, **FULL}),
-    (("pairs", "tau"), 0.1, {"mine_pairs": 4, "train_student": 4, **FULL}),
+     {"train_teacher": 3, "label_pool": 3, "mine_pairs": 3, "train_student": 5, **FULL}),
+    (("pairs", "tau"), 0.1, {"mine_pairs": 5, "train_student": 5, **FULL}),
     (("pairs", "top_k"), 3, {"mine_pairs": 2, "train_student": 2, **SCORING}),
-    (("datasets", DS, "n_splits"), 3,
+    (("datasets", DS, "n_splits"), 3,  # the final model reads no splits
      {"make_splits": 1, "pair_observation": 3, "mine_pairs": 6, "train_teacher": 3, "label_pool": 3,
       "train_student": 9, **FULL, "evaluate_split": 3, "plot_pairs": 1}),
     (("datasets", DS, "pool", "per_image"), 1,
-     {"build_expansion_pool": 1, "extract_features": 1, "label_pool": 2, "mine_pairs": 2, "train_student": 4,
+     {"build_expansion_pool": 1, "extract_features": 1, "label_pool": 3, "mine_pairs": 3, "train_student": 5,
       **FULL}),
     (("evaluation", "sweep", "eps"), [0.2], {"sensitivity_sweep": 1, "plot_sensitivity": 1, "report_benchmarks": 1,
                                             "all": 1}),
@@ -232,8 +233,10 @@ def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
     for rule in ["prepare_dataset", "build_expansion_pool", "convert_weights", "extract_features", "mine_pairs",
                  "train_teacher", "label_pool", "train_student", "evaluate_split", "plot_scatter", "plot_pairs"]:
         assert jobs[rule] >= 1, rule
-    assert jobs["train_teacher"] == jobs["label_pool"] == jobs["evaluate_split"] == 10
-    assert jobs["train_student"] == 10 * 8  # the full model and seven ablation variants
+    assert jobs["evaluate_split"] == 10
+    assert jobs["train_teacher"] == jobs["label_pool"] == 10 + 1  # and the final model's, trained on every image
+    assert jobs["train_student"] == 10 * 8 + 1  # the full model and seven ablation variants; the final full model
+    assert jobs["export_model"] == 1
 
 
 def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,64 +52,90 @@ class CropRecipe:
         return [img.crop(box) for box in boxes]
 
 
-def _batches(meta: pd.DataFrame, recipe: CropRecipe, mean: torch.Tensor, std: torch.Tensor,
-             images_per_batch: int) -> Iterator[torch.Tensor]:
-    for start in range(0, len(meta), images_per_batch):
-        rows = meta.iloc[start: start + images_per_batch]
-        crops = [np.asarray(c) for p, i in zip(rows["path"], rows["image_id"], strict=True)
-                 for c in recipe.crops(read_rgb(p), str(i))]
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
-        yield (batch - mean) / std
+class Describer:
+    """Images -> model inputs, the one preprocessing path of the pipeline and the scorer: each image's recipe
+    crops (``prepare``), normalised with timm's ``pixels`` config (mean, std), through ``module`` (``forward``),
+    as (crops, dim) rows of ``dtype``, the dtype the pipeline caches them in; with the recipe's global view the
+    whole image's row (one forward pass at its native resolution) is joined to every crop's."""
+
+    def __init__(self, module: torch.nn.Module, pixels: dict, recipe: CropRecipe, channels_last: bool = True,
+                 device: str = "cpu", dtype: np.dtype = np.float32) -> None:
+        self.recipe, self.device, self.dtype = recipe, device, dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.module = module.to(device, memory_format=self.memory_format).eval()
+        self.mean = torch.tensor(pixels["mean"]).view(1, 3, 1, 1)
+        self.std = torch.tensor(pixels["std"]).view(1, 3, 1, 1)
+
+    def normalise(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """(N, 3, H, W) float input of N equally sized (H, W, 3) uint8 arrays."""
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+        return (batch - self.mean) / self.std
+
+    def prepare(self, img: Image.Image, image_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The normalised recipe crops of an RGB image (crops, 3, size, size), and its whole view when the
+        recipe has one (1, 3, H, W), else None. Crop positions are drawn from the recipe seed and ``image_id``."""
+        crops = self.normalise([np.asarray(c) for c in self.recipe.crops(img, image_id)])
+        return crops, self.normalise([np.asarray(img)]) if self.recipe.global_view else None
+
+    def compiled(self) -> Describer:
+        """This describer with its module through ``torch.compile`` (static shapes: feed it equal batches)."""
+        twin = copy.copy(self)
+        twin.module = torch.compile(self.module, dynamic=False)
+        return twin
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        """``module``'s output for a normalised batch, as ``dtype``."""
+        out = self.module(batch.to(self.device, memory_format=self.memory_format))
+        return out.float().cpu().numpy().astype(self.dtype)
+
+    def join(self, crops: np.ndarray, whole: list[np.ndarray]) -> np.ndarray:
+        """(images * crops, dim) crop rows and, with a global view, each image's (1, dim) whole-image row ->
+        (images, crops, dim [+ dim])."""
+        out = crops.reshape(-1, self.recipe.n, crops.shape[-1])
+        if self.recipe.global_view:
+            out = np.concatenate([out, np.concatenate(whole)[:, None].repeat(self.recipe.n, 1)], axis=-1)
+        return out
 
 
-def describe_crops(module: torch.nn.Module, meta: pd.DataFrame, recipe: CropRecipe, pixels: dict, batch_size: int = 32,
-                   channels_last: bool = True, device: str = "cpu",
-                   dtype: np.dtype = np.float32) -> tuple[np.ndarray, dict]:
-    """``module``'s (crops, dim) output for every recipe crop of ``meta``'s images (image_id, path),
-    normalised with timm's ``pixels`` config (mean, std), as (images, crops, dim) ``dtype``; and
-    throughput statistics."""
-    mean = torch.tensor(pixels["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(pixels["std"]).view(1, 3, 1, 1)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    module = module.to(device, memory_format=memory_format).eval()
-    images_per_batch = max(1, batch_size // recipe.n)
+def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 32) -> tuple[np.ndarray, dict]:
+    """``describer``'s rows for every image of ``meta`` (image_id, path), (images, crops, dim), and throughput
+    statistics; ``batch_size`` crops per forward pass."""
+    images_per_batch = max(1, batch_size // describer.recipe.n)
     outputs, forward_s = [], 0.0
     started = time.perf_counter()
-    with torch.inference_mode():
-        for batch in tqdm(_batches(meta, recipe, mean, std, images_per_batch),
-                          total=-(-len(meta) // images_per_batch), desc="extract", unit="batch"):
-            t0 = time.perf_counter()
-            out = module(batch.to(device, memory_format=memory_format))
-            forward_s += time.perf_counter() - t0
-            outputs.append(out.float().cpu().numpy().astype(dtype))
+    for start in tqdm(range(0, len(meta), images_per_batch), desc="extract", unit="batch"):
+        rows = meta.iloc[start: start + images_per_batch]
+        prepared = [describer.prepare(read_rgb(p), str(i)) for p, i in zip(rows["path"], rows["image_id"], strict=True)]
+        t0 = time.perf_counter()
+        crops = describer.forward(torch.cat([c for c, _ in prepared]))
+        whole = [describer.forward(w) for _, w in prepared if w is not None]
+        forward_s += time.perf_counter() - t0
+        outputs.append(describer.join(crops, whole))
     total_s = time.perf_counter() - started
-    n_crops = len(meta) * recipe.n
+    n_crops = len(meta) * describer.recipe.n
     stats = {"images": len(meta), "crops": n_crops, "seconds": total_s, "forward_seconds": forward_s,
              "images_per_s": len(meta) / total_s, "crops_per_s": n_crops / total_s,
              "forward_crops_per_s": n_crops / max(forward_s, 1e-9)}
     log.info("extracted %d images (%d crops) in %.1fs: %.1f images/s, %.1f crops/s end to end; "
              "bare backbone forward %.1f crops/s", len(meta), n_crops, total_s, stats["images_per_s"],
              stats["crops_per_s"], stats["forward_crops_per_s"])
-    return np.concatenate(outputs).reshape(len(meta), recipe.n, -1), stats
+    return np.concatenate(outputs), stats
+
+
+def pooled_describer(backbone: torch.nn.Module, recipe: CropRecipe, channels_last: bool = True,
+                     device: str = "cpu") -> tuple[Describer, list[str], list[int]]:
+    """The describer of pooled features (``MultiScaleDescriptor``) and its block names and sizes."""
+    descriptor = MultiScaleDescriptor(backbone)
+    names, sizes = descriptor.block_names, descriptor.block_sizes
+    if recipe.global_view:
+        names, sizes = names + [f"global_{b}" for b in names], sizes + sizes
+    return Describer(descriptor, data_config(backbone), recipe, channels_last, device), names, sizes
 
 
 def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
             batch_size: int = 32, channels_last: bool = True, device: str = "cpu") -> tuple[FeatureSet, dict]:
     """Features for every row of ``meta`` (columns image_id, path), and throughput statistics."""
-    descriptor = MultiScaleDescriptor(create_backbone(backbone, weights))
-    cfg = data_config(descriptor.backbone)
-    features, stats = describe_crops(descriptor, meta, recipe, cfg, batch_size, channels_last, device)
-    names, sizes = descriptor.block_names, descriptor.block_sizes
-    if recipe.global_view:
-        mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-        std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        whole = []
-        with torch.inference_mode():
-            for path in tqdm(meta["path"], desc="global view", unit="image"):
-                img = torch.from_numpy(np.array(read_rgb(path))).permute(2, 0, 1)[None].float() / 255.0
-                whole.append(descriptor(((img - mean) / std).to(device, memory_format=memory_format)).float().cpu().numpy())
-        whole = np.concatenate(whole)[:, None].repeat(recipe.n, 1)
-        features = np.concatenate([features, whole], axis=-1)
-        names, sizes = names + [f"global_{b}" for b in names], sizes + sizes
+    describer, names, sizes = pooled_describer(create_backbone(backbone, weights), recipe, channels_last, device)
+    features, stats = describe_crops(describer, meta, batch_size)
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats

@@ -114,6 +114,12 @@ def _grey8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.rint(values * 255 / full).astype(np.uint8)
 
 
+def upright_rgb(img: Image.Image) -> Image.Image:
+    """An opened image as 8-bit RGB (``to_rgb8``), turned upright as its EXIF orientation says; ``img`` is
+    left as it is."""
+    return to_rgb8(ImageOps.exif_transpose(img))
+
+
 def read_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image fully as 8-bit RGB (see ``to_rgb8``), upright as its EXIF orientation says.
 
@@ -129,8 +135,7 @@ def read_rgb(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as img:
             pixels = img.width * img.height
             if pixels <= limit:
-                ImageOps.exif_transpose(img, in_place=True)  # loads the pixels, then turns them upright
-                return to_rgb8(img)
+                return upright_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         pixels = int(re.search(r"\((\d+) pixels\)", str(err))[1])  # Pillow refuses before handing back the image
     except (OSError, SyntaxError, ValueError) as err:

@@ -10,6 +10,12 @@ import pandas as pd
 from qfm_iqm.io import InputError
 
 OFFICIAL_TEST = "test"  # the official_part value of test images; every other value is training data
+ALL = "all"  # the split whose training part is every image: the final, deployable model's
+
+
+def parse_split(split: str | int) -> int | str:
+    """A split index, or ``ALL``."""
+    return ALL if str(split) == ALL else int(split)
 
 
 def make_splits(meta: pd.DataFrame, n_splits: int, test_fraction: float, seed: int) -> pd.DataFrame:

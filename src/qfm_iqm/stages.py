@@ -134,14 +134,18 @@ def make_splits(input: NS, output: NS, params: NS) -> None:
     write_csv(table, output.splits)
 
 
-def _part(input: NS, split: int, part: str) -> pd.DataFrame:
-    """Meta rows of one part of one split."""
+def _part(input: NS, split: int | str, part: str) -> pd.DataFrame:
+    """Meta rows of one part of one split; the training part of ``splits.ALL`` is every image."""
     meta = read_meta(input.meta).set_index("image_id", drop=False)
+    if split == splits.ALL:
+        if part != "train":
+            raise ValueError(f"split {splits.ALL!r} has no {part} part")
+        return meta.reset_index(drop=True)
     ids = splits.split_ids(pd.read_csv(input.splits, dtype={"image_id": str}), split, part)
     return meta.loc[ids].reset_index(drop=True)
 
 
-def _labelled(input: NS, split: int, part: str) -> tuple[pd.DataFrame, FeatureSet]:
+def _labelled(input: NS, split: int | str, part: str) -> tuple[pd.DataFrame, FeatureSet]:
     """Meta rows and cached features of one part of one split."""
     rows = _part(input, split, part)
     return rows, FeatureSet.load(input.features).subset(rows["image_id"])
@@ -197,7 +201,7 @@ def _bank_ids(labels: pd.DataFrame) -> np.ndarray:
 
 @stage
 def mine_pairs(input: NS, output: NS, params: NS) -> None:
-    rows, feats = _labelled(input, int(params.split), "train")
+    rows, feats = _labelled(input, splits.parse_split(params.split), "train")
     ids, score, semantic = rows["image_id"].to_numpy(), rows["score"].to_numpy(), feats.semantic()
     bank = [ids, score, semantic, np.full(len(ids), "train", dtype=object)]
     if params.memory == "train_pool":
@@ -230,7 +234,7 @@ def _fit(arch: dict, model_args: dict, cfg: dict, feats: FeatureSet, y: np.ndarr
 
 @stage
 def train_teacher(input: NS, output: NS, params: NS) -> None:
-    rows, feats = _labelled(input, int(params.split), "train")
+    rows, feats = _labelled(input, splits.parse_split(params.split), "train")
     _fit(params.teacher["arch"], _model_args(params.model, input), params.teacher["train"], feats,
          rows["score"].to_numpy(), output.model, output.log)
 
@@ -280,7 +284,7 @@ def _write_info(path: str, rows: pd.DataFrame, student: dict, labels: pd.DataFra
 
 @stage
 def train_student(input: NS, output: NS, params: NS) -> None:
-    rows, feats = _labelled(input, int(params.split), "train")
+    rows, feats = _labelled(input, splits.parse_split(params.split), "train")
     student = params.student
     pool_feats, labels, bank_ids, partners = _memory_and_pool(input, rows["image_id"].to_numpy(), student)
     extra = {}
@@ -532,6 +536,38 @@ def compare_with_paper(input: NS, output: NS, params: NS) -> None:
     write_csv(table, output.table)
     write_text(comparison.to_markdown(table), output.markdown)
     log.info("\n%s", table.to_string(index=False))
+
+
+@stage
+def export_model(input: NS, output: NS, params: NS) -> None:
+    import json
+
+    import torch
+
+    from qfm_iqm.backbone import create_backbone
+    from qfm_iqm.deploy import bundle
+
+    backbone = params.backbone
+    kind = bundle.weights_kind(backbone["weights"])
+    if kind == "hub":
+        state = create_backbone(backbone["name"], "hub").state_dict()
+    else:
+        state = torch.load(input.weights, map_location="cpu", weights_only=True)
+    info = bundle.export(output.bundle, name=params.name, model=input.model, backbone=backbone["name"],
+                         weights=backbone["weights"], state=state, weights_file=getattr(input, "weights", None),
+                         crops=params.crops, meta=read_meta(input.meta), dataset={
+                             "name": params.name, **json.loads(Path(input.licence).read_text())},
+                         settings=params.settings, provenance=json.loads(Path(input.provenance).read_text()),
+                         summary=pd.read_csv(input.summary), notice=params.notice or None)
+    log.info("bundle %s: %s", output.bundle, info["files"])
+
+
+@stage
+def ship_model(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.deploy.bundle import copy_bundle
+
+    info = copy_bundle(input.bundle, output.shipped)
+    log.info("shipped %s as %s: %s", input.bundle, output.shipped, info["files"])
 
 
 @stage

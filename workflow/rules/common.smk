@@ -13,7 +13,7 @@ SCRIPT = "../scripts/run_stage.py"
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",  # dataset names, as the schema allows them
-    split=r"\d+",
+    split=r"\d+|all",  # "all": every image trains the final, deployable model
 
 
 # Student variants: "full" (the student section) and the ablation's overrides of it.
@@ -54,6 +54,7 @@ def source_cfg(wildcards):
     """What acquiring a dataset depends on: its official source, with the configured ``files`` instead."""
     cfg = DATASETS[wildcards.dataset]
     source = dataclasses.asdict(data.KINDS[cfg["kind"]].source)
+    source.pop("notice")  # what travels with a trained model, not how the files are acquired
     if "files" in cfg:
         source["files"] = [{"extract": True, **f} for f in cfg["files"]]
     return source
@@ -96,6 +97,11 @@ def acquisition_cfg(wildcards):
 
 def n_splits(dataset):
     return DATASETS[dataset]["n_splits"]
+
+
+def split_table(wildcards):
+    """The splits table a job of one split reads; the final model (split "all") trains on every image, without it."""
+    return {} if wildcards.split == "all" else {"splits": f"results/{wildcards.dataset}/splits.csv"}
 
 
 def subset_meta(wildcards):
@@ -259,6 +265,38 @@ def comparison_runs():
              "backbone": BACKBONE, "mode": feature_mode()} for name in config["run"]]
 
 
+DEPLOYABLE = config["backbone"]["weights"] != "none"  # a random backbone makes no deployable model
+
+
+def export_inputs(wildcards):
+    """The backbone weights a bundle records: the converted package file, or the configured file."""
+    weights = config["backbone"]["weights"]
+    return {} if weights == "hub" else {"weights": backbone_weights(wildcards) if weights == "package" else weights}
+
+
+def dataset_notice(wildcards):
+    """The copyright notice that travels with a dataset's models, when its source names one (read once the
+    dataset is prepared, so it may come from an acquired archive), else an empty string."""
+    kind = data.KINDS.get(DATASETS[wildcards.dataset]["kind"])  # demo datasets have no kind entry
+    source = kind and kind.source
+    return os.path.join(dataset_root(wildcards.dataset), source.notice) if source and source.notice else ""
+
+
+def deploy_settings(wildcards):
+    """What a deployable model was trained with, recorded in its bundle: backbone, crops, teacher, the full
+    student, pairs, the expansion pool and, for a decoder, the cut."""
+    student = VARIANTS["full"]
+    settings = {"backbone": config["backbone"], "crops": config["crops"], "teacher": config["teacher"],
+                "student": active_settings(student), "pairs": config["pairs"],
+                "pool": DATASETS[wildcards.dataset].get("pool")}
+    return {**settings, **({"partial": config["partial"]} if reads_tokens(student["arch"]) else {})}
+
+
+def bundle_targets():
+    """The deployable model of every dataset of the run."""
+    return expand("results/{dataset}/model", dataset=config["run"]) if DEPLOYABLE else []
+
+
 def figure_targets():
     """Every figure of the run (PNG; each rule writes a PDF beside it)."""
     figures = ["pair_distance", "observation_gated", "ablation", "sensitivity", "sensitivity_sweep", "attention",
@@ -275,7 +313,7 @@ def evaluation_targets():
 
 
 def all_targets():
-    targets = evaluation_targets() + figure_targets() + ["results/benchmarks.csv"]
+    targets = evaluation_targets() + figure_targets() + bundle_targets() + ["results/benchmarks.csv"]
     for name in config["run"]:
         targets += expand("results/{dataset}/split{split}/pair_stats.json", dataset=name, split=range(n_splits(name)))
     return targets

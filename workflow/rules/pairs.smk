@@ -22,9 +22,9 @@ rule pair_observation:
 
 rule mine_pairs:
     input:
+        unpack(split_table),
         unpack(mining_inputs),
         meta="data/{dataset}/meta.csv",
-        splits="results/{dataset}/splits.csv",
         features=f"{FEATURES}/labelled.npz",
     output:
         pairs="results/{dataset}/split{split}/pairs/{strategy}_{memory}.csv",

@@ -1,8 +1,8 @@
 rule train_teacher:
     input:
+        unpack(split_table),
         unpack(model_weights(config["teacher"]["arch"])),
         meta="data/{dataset}/meta.csv",
-        splits="results/{dataset}/splits.csv",
         features=model_cache(config["teacher"]["arch"]),
     output:
         model="results/{dataset}/split{split}/teacher.pt",
@@ -44,9 +44,9 @@ rule label_pool:
 
 rule train_student:
     input:
+        unpack(split_table),
         unpack(student_inputs),
         meta="data/{dataset}/meta.csv",
-        splits="results/{dataset}/splits.csv",
     output:
         model="results/{dataset}/split{split}/students/{variant}.pt",
         log="results/{dataset}/split{split}/students/{variant}_log.csv",
@@ -72,9 +72,9 @@ rule train_student:
 
 rule finetune_student:
     input:
+        unpack(split_table),
         unpack(finetune_inputs),
         meta="data/{dataset}/meta.csv",
-        splits="results/{dataset}/splits.csv",
     output:
         model="results/{dataset}/split{split}/finetune/model.pt",
         log="results/{dataset}/split{split}/finetune/log.csv",

@@ -21,6 +21,7 @@ SOURCE = DatasetSource(
     licence="LIVE copyright notice: use, copy and distribute for any purpose with the notice (README.txt) and citation",
     redistributable=True,
     how_to_obtain=f"download ChallengeDB_release.zip from {HOMEPAGE}",
+    notice="README.txt",
 )
 EXPECTED_COUNT = 1162
 N_TRAINING_IMAGES = 7  # t1..t7 under Images/trainingImages, dropped by the standard protocol

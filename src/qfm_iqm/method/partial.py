@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from qfm_iqm.backbone import create_backbone, data_config
 from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.features import CropRecipe, describe_crops
+from qfm_iqm.features import CropRecipe, Describer, describe_crops
 from qfm_iqm.io import InputError
 from qfm_iqm.method.model import STD_FLOOR, QualityModel
 
@@ -92,17 +92,22 @@ class BackboneTop(nn.Module):
         return self.head(self.blocks(x)).flatten(2).transpose(1, 2)
 
 
+def activation_describer(backbone: nn.Module, start: int, recipe: CropRecipe, channels_last: bool = True,
+                         device: str = "cpu") -> tuple[Describer, BackboneBottom]:
+    """The describer of packed fp16 bottom activations (what a ``PartialModel`` reads), and the bottom."""
+    if recipe.global_view:
+        raise InputError("crops.global_view: cached activations describe crops only; the decoder has no global view")
+    bottom = BackboneBottom(backbone, start)
+    return Describer(bottom, data_config(backbone), recipe, channels_last, device, np.float16), bottom
+
+
 def extract_activations(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe, start: int,
                         batch_size: int = 32, channels_last: bool = True,
                         device: str = "cpu") -> tuple[FeatureSet, dict]:
     """Packed fp16 bottom activations of every recipe crop of ``meta`` (image_id, path), and throughput
     statistics. Blocks: ``activation`` (C*h*w) and ``early`` (the bottom stages' statistics)."""
-    if recipe.global_view:
-        raise InputError("crops.global_view: cached activations describe crops only; the decoder has no global view")
-    model = create_backbone(backbone, weights)
-    bottom = BackboneBottom(model, start)
-    packed, stats = describe_crops(bottom, meta, recipe, data_config(model), batch_size, channels_last, device,
-                                   dtype=np.float16)
+    describer, bottom = activation_describer(create_backbone(backbone, weights), start, recipe, channels_last, device)
+    packed, stats = describe_crops(describer, meta, batch_size)
     sizes = [packed.shape[-1] - bottom.early_size, bottom.early_size]
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), packed, [ACTIVATION, EARLY], sizes), stats
 

@@ -218,7 +218,8 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig
 def predict_crops(model: torch.nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(images, crops) scores, ``batch_size`` images at a time."""
     model.eval()
-    return np.concatenate([model(torch.from_numpy(x[i: i + batch_size]).float()).numpy()
+    device = next(model.parameters()).device
+    return np.concatenate([model(torch.from_numpy(x[i: i + batch_size]).float().to(device)).cpu().numpy()
                            for i in range(0, max(len(x), 1), batch_size)])
 
 

@@ -1,0 +1,242 @@
+"""Scoring images with a bundle: the Python API (``qfm_iqm.load_model``) behind ``qfm-iqm score``.
+
+Pixels go through the pipeline's own code: the one image reader (``qfm_iqm.io``), the crop recipe and the
+describer of the features the model was trained on (``qfm_iqm.features``, ``qfm_iqm.method.partial``), and
+``qfm_iqm.method.train.predict``. Images are decoded and cropped in a background thread, a bounded number
+ahead of the backbone, so memory stays bounded however many images stream through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from qfm_iqm.deploy.bundle import Bundle
+from qfm_iqm.features import CropRecipe, Describer, pooled_describer
+from qfm_iqm.io import InputError, read_rgb, upright_rgb
+from qfm_iqm.method.train import predict
+
+log = logging.getLogger(__name__)
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+SCALES = ("mos", "unit", "raw")
+COMPILE_MODES = ("auto", "on", "off")
+COMPILE_MIN_CROPS = 2000  # "auto" compiles from this many crops on: below, compiling costs more than it saves
+GLOBAL_MAX_PIXELS = 16_000_000  # a global view runs the whole image through the backbone: refuse larger ones
+
+
+def from_array(array: np.ndarray) -> Image.Image:
+    """One (H, W), (H, W, C) image array (C = 1, 3, 4; alpha dropped) of uint8, or of floats in [0, 1], as RGB."""
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        array = array[..., 0] if array.shape[-1] == 1 else array[..., :3]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+        raise InputError(f"an image array is (H, W) or (H, W, 1|3|4), not {tuple(array.shape)}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise InputError("a float image array must hold values in [0, 1]")
+        array = np.rint(array * 255)
+    elif array.dtype != np.uint8:
+        raise InputError(f"an image array is uint8, or float in [0, 1], not {array.dtype}")
+    return Image.fromarray(np.ascontiguousarray(array.astype(np.uint8))).convert("RGB")
+
+
+def as_rgb(image: ImageLike) -> Image.Image:
+    """Any accepted single image as upright 8-bit RGB: a path (the pipeline's reader), a PIL image, a (H, W[, C])
+    array or a (C, H, W) tensor."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_rgb(image)
+    if isinstance(image, Image.Image):
+        try:
+            return upright_rgb(image)
+        except (OSError, ValueError) as err:
+            raise InputError(f"unreadable PIL image ({err})") from err
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3:
+            raise InputError(f"an image tensor is (C, H, W), not {tuple(image.shape)}")
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    if isinstance(image, np.ndarray):
+        return from_array(image)
+    raise InputError(f"cannot score a {type(image).__name__}: give a path, a PIL image, an array or a tensor")
+
+
+def as_list(images: ImageLike | Sequence[ImageLike]) -> tuple[list[ImageLike], bool]:
+    """The images of one input or a batch (a list or tuple, an (N, H, W, C) array, an (N, C, H, W) tensor), and
+    whether it was a single image."""
+    if isinstance(images, (list, tuple)):
+        return list(images), False
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+        return list(images), False
+    return [images], True
+
+
+def content_id(img: Image.Image) -> str:
+    """An id drawn from the pixels, which seeds the crop positions: a copy of an image scores the same."""
+    return f"px{zlib.crc32(img.tobytes()):08x}{img.width}x{img.height}"
+
+
+def compiler_available() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels here (it needs a C++ compiler)."""
+    return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image's outcome, or its ``error``: ``raw``, the model's output on the normalised training scale (what
+    the pipeline's predictions hold); ``unit``, that clipped to [0, 1] (1 = best); ``mos``, ``unit`` on the
+    training dataset's MOS scale."""
+
+    key: object
+    raw: float = float("nan")
+    unit: float = float("nan")
+    mos: float = float("nan")
+    error: str = ""
+
+
+Prepared = tuple[object, tuple[torch.Tensor, torch.Tensor | None] | None, str]
+
+
+class Scorer:
+    """Scores images with a bundle's model: ``scorer(images)`` for in-memory use, ``scorer.stream`` for files."""
+
+    def __init__(self, bundle: Bundle, device: str = "cpu", batch_size: int = 40, compile: str = "auto") -> None:
+        if compile not in COMPILE_MODES:
+            raise InputError(f"compile: {compile!r} is not one of {COMPILE_MODES}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: CUDA is not available here")
+        self.bundle, self.device, self.compile = bundle, device, compile
+        recipe = CropRecipe(**bundle.info["crops"])
+        backbone = bundle.backbone()
+        self.model = bundle.quality_model().to(device)
+        if "partial" in self.model.spec:
+            from qfm_iqm.method.partial import activation_describer
+
+            self.describer, _ = activation_describer(backbone, self.model.spec["partial"]["from_block"], recipe,
+                                                     device=device)
+        else:
+            self.describer = pooled_describer(backbone, recipe, device=device)[0]
+        self.images_per_batch = max(1, batch_size // recipe.n)
+        self._compiled: Describer | None = None
+        self._active = self.describer
+        scale = bundle.info["scale"]
+        self.low, self.high, self.higher_is_better = scale["min"], scale["max"], scale["higher_is_better"]
+
+    def __call__(self, images: ImageLike | Sequence[ImageLike], ids: Sequence[str] | None = None,
+                 scale: str = "mos") -> float | np.ndarray:
+        """Scores of one image (a float) or a batch (an array), on the training dataset's MOS scale (``scale``
+        "mos"), on [0, 1] (``"unit"``, 1 = best) or unclipped on the normalised training scale (``"raw"``). ``ids`` seed the crop positions as the pipeline's image ids
+        do (default: drawn from the pixels). A bad image raises InputError."""
+        if scale not in SCALES:
+            raise InputError(f"scale: {scale!r} is not one of {SCALES}")
+        items, single = as_list(images)
+        if ids is not None and len(ids) != len(items):
+            raise InputError(f"{len(ids)} ids for {len(items)} images")
+        loaders = [(i, (lambda x=x: as_rgb(x)), None if ids is None else str(ids[i])) for i, x in enumerate(items)]
+        out = []
+        for result in self.score(loaders, len(items)):
+            if result.error:
+                raise InputError(result.error)
+            out.append(getattr(result, scale))
+        return out[0] if single else np.array(out)
+
+    def stream(self, paths: Sequence[str | os.PathLike], progress: bool = True) -> Iterator[Result]:
+        """One ``Result`` per file, in order; a file that fails carries its error and the others are scored."""
+        loaders = [(p, (lambda p=p: read_rgb(p)), None) for p in paths]
+        return self.score(loaders, len(paths), progress)
+
+    def score(self, loaders: Iterable[tuple[object, Callable[[], Image.Image], str | None]], total: int,
+              progress: bool = False) -> Iterator[Result]:
+        """Results of (key, image loader, id or None) items, in order."""
+        self._active = self._describer(total)
+        pending: list[Prepared] = []
+        bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="image", desc="score")
+        for item in _prefetch(self._prepare, loaders, 2 * self.images_per_batch):
+            pending.append(item)
+            if sum(p[1] is not None for p in pending) == self.images_per_batch:
+                yield from self._flush(pending, bar)
+                pending = []
+        yield from self._flush(pending, bar)
+        bar.close()
+
+    def _describer(self, total: int) -> Describer:
+        wanted = self.compile == "on" or (self.compile == "auto" and total * self.describer.recipe.n >= COMPILE_MIN_CROPS)
+        if not wanted:
+            return self.describer
+        if self.device == "cpu" and not compiler_available():
+            log.warning("no C++ compiler for torch.compile: scoring eagerly")
+            return self.describer
+        if self._compiled is None:
+            self._compiled = self.describer.compiled()
+        return self._compiled
+
+    def _prepare(self, item: tuple[object, Callable[[], Image.Image], str | None]) -> Prepared:
+        key, load, image_id = item
+        try:
+            img = load()
+            if self.describer.recipe.global_view and img.width * img.height > GLOBAL_MAX_PIXELS:
+                raise InputError(f"{img.width}x{img.height} is too large for this model's whole-image view "
+                                 f"(at most {GLOBAL_MAX_PIXELS / 1e6:.0f} Mpx)")
+            return key, self.describer.prepare(img, image_id or content_id(img)), ""
+        except InputError as err:
+            return key, None, str(err)
+        except Exception as err:  # noqa: BLE001 - one bad image must not stop the others
+            return key, None, f"{type(err).__name__}: {err}"
+
+    def _flush(self, pending: list[Prepared], bar: tqdm) -> Iterator[Result]:
+        ready = [p for p in pending if p[1] is not None]
+        units = iter(self._units([p[1] for p in ready]) if ready else [])
+        for key, prepared, error in pending:
+            bar.update()
+            if prepared is None:
+                yield Result(key, error=error)
+            else:
+                raw = float(next(units))
+                unit, span = min(max(raw, 0.0), 1.0), self.high - self.low
+                yield Result(key, raw, unit, self.low + unit * span if self.higher_is_better else self.high - unit * span)
+
+    def _units(self, prepared: list[tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
+        """Unclipped model scores (the pipeline's ``predict``) of prepared images."""
+        crops = torch.cat([c for c, _ in prepared])
+        n_crops, full = len(crops), self.images_per_batch * self.describer.recipe.n
+        if self._active is not self.describer and n_crops < full:  # compiled, static shapes: pad the last batch
+            crops = torch.cat([crops, crops.new_zeros(full - n_crops, *crops.shape[1:])])
+        try:
+            rows = self._active.forward(crops)
+        except Exception as err:
+            if self._active is self.describer:
+                raise
+            log.warning("torch.compile failed (%s): scoring eagerly", " ".join(str(err).split())[:200])
+            self._active, self.compile = self.describer, "off"
+            rows = self.describer.forward(crops)
+        whole = [self.describer.forward(w) for _, w in prepared if w is not None]
+        return predict(self.model, self.describer.join(rows[:n_crops], whole))
+
+
+def _prefetch(fn: Callable, items: Iterable, ahead: int) -> Iterator:
+    """``map(fn, items)`` computed in a background thread at most ``ahead`` items in advance."""
+    with ThreadPoolExecutor(1, thread_name_prefix="qfm-iqm-decode") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def load_model(model: str | Path = "livec", device: str = "cpu", batch_size: int = 40,
+               compile: str = "auto") -> Scorer:
+    """A ``Scorer`` of a shipped model by name (``"livec"``) or of a bundle folder (``results/<dataset>/model``)."""
+    return Scorer(Bundle.open(model), device, batch_size, compile)
