@@ -558,7 +558,7 @@ def export_model(input: NS, output: NS, params: NS) -> None:
                          crops=params.crops, meta=read_meta(input.meta), dataset={
                              "name": params.name, **json.loads(Path(input.licence).read_text())},
                          settings=params.settings, provenance=json.loads(Path(input.provenance).read_text()),
-                         summary=pd.read_csv(input.summary), notice=params.notice or None)
+                         summary=pd.read_csv(input.summary), notice=params.notice or None, published=params.published)
     log.info("bundle %s: %s", output.bundle, info["files"])
 
 

@@ -14,6 +14,7 @@ rule export_model:
         crops=config["crops"],
         settings=deploy_settings,
         notice=dataset_notice,
+        published=lambda wildcards: config["comparison"]["published"].get(DATASETS[wildcards.dataset]["kind"]),
     log:
         "logs/{dataset}/export_model.log",
     benchmark:
