@@ -57,8 +57,28 @@ def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decod
     assert "| decoder | 2 |" in (decoder_run / f"results/{DS}/summary.md").read_text()
 
 
+def test_a_bundled_decoder_student_scores_as_the_pipeline_predicts(decoder_run: Path, tmp_path: Path) -> None:
+    """The scorer runs the cached part of the backbone, rounds it to fp16 as the cache does, then the trained top."""
+    from qfm_iqm import load_model
+    from qfm_iqm.deploy import bundle
+
+    info = bundle.Bundle.open(decoder_run / f"results/{DS}/model").info
+    out = tmp_path / "decoder_bundle"
+    bundle.export(out, name="decoder", model=decoder_run / f"results/{DS}/split0/students/decoder.pt",
+                  backbone=info["backbone"]["name"], weights="package",
+                  state=torch.load(decoder_run / "results/weights/tf_efficientnet_lite0.pth", weights_only=True),
+                  weights_file=None, crops=info["crops"], meta=pd.read_csv(decoder_run / f"data/{DS}/meta.csv"),
+                  dataset=info["dataset"], settings=info["settings"], provenance=info["provenance"],
+                  summary=pd.read_csv(decoder_run / f"results/{DS}/summary.csv"))
+    preds = pd.read_csv(decoder_run / f"results/{DS}/split0/predictions.csv", dtype={"image_id": str})
+    meta = pd.read_csv(decoder_run / f"data/{DS}/meta.csv", dtype={"image_id": str}).set_index("image_id")
+    paths = [decoder_run / f"data/{DS}" / p for p in meta.loc[preds["image_id"], "path"]]
+    raw = load_model(out, compile="off")(paths, ids=list(preds["image_id"]), scale="raw")
+    np.testing.assert_allclose(raw, preds["decoder"], rtol=0, atol=1e-4)
+
+
 SCORING = {"evaluate_split": 2, "summarize": 1, "sensitivity_sweep": 1, "compare_with_paper": 1, "plot_scatter": 3,
-           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "all": 1}
+           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "export_model": 1, "all": 1}
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -100,7 +100,8 @@ def test_finetune_mode_trains_the_backbone_inside_the_workflow(tiny_run: Path) -
     jobs = scheduled_jobs(snakemake(tiny_run, changed, "-n"))
     assert dict(jobs) == {"finetune_student": 2, "evaluate_split": 2, "summarize": 1, "plot_scatter": 3,
                           "plot_ablation": 1, "plot_sensitivity": 1, "compare_with_paper": 1, "report_benchmarks": 1,
-                          "all": 1}  # the comparison now reports the fine-tuned student
+                          "export_model": 1, "all": 1}  # the comparison now reports the fine-tuned student; the
+    # bundle's card holds the new summary (it still bundles the full student: fine-tuned models are not bundled)
     snakemake(tiny_run, changed, f"results/{DS}/split0/finetune/predictions.csv")
     d = tiny_run / f"results/{DS}/split0/finetune"
     log = pd.read_csv(d / "log.csv")
@@ -204,15 +205,15 @@ def test_local_profile_plans_the_same_jobs_as_a_plain_run(tmp_path: Path) -> Non
     config = write_config(tmp_path, tiny_config())
     plain = scheduled_jobs(snakemake(tmp_path, config, "-n"))
     profiled = scheduled_jobs(snakemake(tmp_path, config, "-n", "--profile", str(REPO / "workflow/profiles/local")))
-    assert profiled == plain and plain["train_student"] == 6
+    assert profiled == plain and plain["train_student"] == 2 * 3 + 1  # 2 splits x 3 students, the final model
 
 
 def test_ablation_splits_trains_the_other_variants_on_the_first_splits_only(tmp_path: Path) -> None:
     config = tiny_config()
     config["ablation"]["splits"] = 1
     jobs = scheduled_jobs(snakemake(tmp_path, write_config(tmp_path, config), "-n"))
-    # split 0: full, baseline (the reference) and topk_partner; split 1: full and baseline
-    assert jobs["train_student"] == 3 + 2 and jobs["evaluate_split"] == 2 and jobs["sensitivity_sweep"] == 1
+    # split 0: full, baseline (the reference) and topk_partner; split 1: full and baseline; the final full model
+    assert jobs["train_student"] == 3 + 2 + 1 and jobs["evaluate_split"] == 2 and jobs["sensitivity_sweep"] == 1
 
 
 def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     score.add_argument("--batch-size", type=int, default=40, help="crops per forward pass (default 40)")
     score.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                       help="torch.compile the backbone: auto (default) from 2000 crops on and where a compiler "
+                       help="torch.compile the backbone: auto (default) from 5000 crops on and where a compiler "
                             "is found; falls back to eager when compiling fails")
     score.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     info = commands.add_parser("info", help="print a model's card", description="Print a model's card (MODEL.md).")
@@ -71,10 +71,7 @@ def _write(table: pd.DataFrame, output: str) -> None:
     if output == "-":
         table.to_csv(sys.stdout, index=False)
         return
-    fmt = FORMATS.get(Path(output).suffix.lower())
-    if fmt is None:
-        raise InputError(f"--output {output}: name a .csv or .json file, or - for stdout")
-    if fmt == "csv":
+    if FORMATS[Path(output).suffix.lower()] == "csv":  # checked before scoring
         write_csv(table, output)
     else:
         write_json(table.astype(object).where(table.notna(), None).to_dict("records"), output)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 SCALES = ("mos", "unit", "raw")
 COMPILE_MODES = ("auto", "on", "off")
-COMPILE_MIN_CROPS = 2000  # "auto" compiles from this many crops on: below, compiling costs more than it saves
+COMPILE_MIN_CROPS = 5000  # "auto" compiles from this many crops on: with an empty compiler cache it pays from about here
 GLOBAL_MAX_PIXELS = 16_000_000  # a global view runs the whole image through the backbone: refuse larger ones
 
 

@@ -1,0 +1,59 @@
+"""The LIVEC model that ships inside the package: it is what its card says, and it scores with no data."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from conftest import write_image
+from scipy import stats
+
+from qfm_iqm import load_model
+from qfm_iqm.data.synthetic import build_demo
+from qfm_iqm.deploy.bundle import Bundle, shipped, shipped_names
+from qfm_iqm.io import sha256sum
+
+QFM_IQM = str(Path(sys.executable).with_name("qfm-iqm"))
+
+
+def test_the_shipped_file_is_the_one_its_model_card_describes() -> None:
+    assert "livec" in shipped_names()
+    bundle = Bundle.open("livec")  # every listed file against bundle.json's SHA-256
+    card = bundle.card()
+    listed = dict(re.findall(r"^\| (\S+) \| `([0-9a-f]{64})` \|$", card, re.MULTILINE))
+    assert listed["model.pt"] == sha256sum(bundle.root / "model.pt") == bundle.info["files"]["model.pt"]
+    assert listed["NOTICE.txt"] == sha256sum(bundle.root / "NOTICE.txt")
+    assert "COPYRIGHT NOTICE STARTS WITH THIS LINE" in (bundle.root / "NOTICE.txt").read_text()
+    assert "Ghadiyaram" in (bundle.root / "NOTICE.txt").read_text() and "Licence: LIVE copyright notice" in card
+    assert bundle.info["dataset"]["images"] == 1162 and bundle.info["provenance"]["git"]["dirty"] is False
+    full = next(m for m in bundle.info["metrics"] if m["model"] == "full")
+    assert full["splits"] == 10 and f"| 10 | {full['srcc_median']:.3f} [" in card
+
+
+def test_qfm_iqm_score_with_the_shipped_model_writes_a_csv(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / "photos" / f"p{i}.jpg", (320, 240), seed=i)
+    proc = subprocess.run([QFM_IQM, "score", str(tmp_path / "photos"), "-o", str(tmp_path / "scores.csv"), "-q"],
+                          check=False, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "scores.csv")
+    scale = json.loads((shipped("livec") / "bundle.json").read_text())["scale"]
+    assert len(table) == 3 and table["error"].isna().all()
+    assert table["score"].between(scale["min"], scale["max"]).all() and table["quality"].between(0, 1).all()
+
+
+def test_the_shipped_model_ranks_blur_and_jpeg_by_severity(tmp_path: Path) -> None:
+    """Package photos (not LIVEC images): blur and JPEG levels 1-4 and the pristine photo, ranked within each
+    photo and type (``bench/demo_severity.py`` runs all four types on all eleven photos)."""
+    meta = build_demo(tmp_path / "meta.csv", tmp_path / "images", ["astronaut", "coffee", "rocket"],
+                      ["gaussian_blur", "jpeg"], 4, 256, 0)
+    meta["pred"] = load_model("livec")([tmp_path / p for p in meta["path"]])
+    pristine = meta[meta["distortion"] == "pristine"].set_index("ref_id")
+    rhos = [stats.spearmanr(-np.r_[0, group["level"]], np.r_[pristine.loc[ref, "pred"], group["pred"]]).statistic
+            for (ref, _), group in meta[meta["distortion"] != "pristine"].groupby(["ref_id", "distortion"])]
+    assert len(rhos) == 6 and np.mean(rhos) >= 0.9, rhos
