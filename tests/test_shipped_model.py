@@ -30,6 +30,7 @@ def test_the_shipped_file_is_the_one_its_model_card_describes() -> None:
     assert listed["NOTICE.txt"] == sha256sum(bundle.root / "NOTICE.txt")
     assert "COPYRIGHT NOTICE STARTS WITH THIS LINE" in (bundle.root / "NOTICE.txt").read_text()
     assert "Ghadiyaram" in (bundle.root / "NOTICE.txt").read_text() and "Licence: LIVE copyright notice" in card
+    assert "Cite the dataset: D. Ghadiyaram and A. C. Bovik" in card
     assert bundle.info["dataset"]["images"] == 1162 and bundle.info["provenance"]["git"]["dirty"] is False
     full = next(m for m in bundle.info["metrics"] if m["model"] == "full")
     assert full["splits"] == 10 and f"| 10 | {full['srcc_median']:.3f} [" in card

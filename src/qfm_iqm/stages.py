@@ -556,9 +556,11 @@ def export_model(input: NS, output: NS, params: NS) -> None:
     info = bundle.export(output.bundle, name=params.name, model=input.model, backbone=backbone["name"],
                          weights=backbone["weights"], state=state, weights_file=getattr(input, "weights", None),
                          crops=params.crops, meta=read_meta(input.meta), dataset={
-                             "name": params.name, **json.loads(Path(input.licence).read_text())},
+                             "name": params.name, **json.loads(Path(input.licence).read_text()),
+                             "citation": params.credit["citation"]},
                          settings=params.settings, provenance=json.loads(Path(input.provenance).read_text()),
-                         summary=pd.read_csv(input.summary), notice=params.notice or None, published=params.published)
+                         summary=pd.read_csv(input.summary), notice=params.credit["notice"] or None,
+                         published=params.published)
     log.info("bundle %s: %s", output.bundle, info["files"])
 
 

@@ -54,7 +54,8 @@ def source_cfg(wildcards):
     """What acquiring a dataset depends on: its official source, with the configured ``files`` instead."""
     cfg = DATASETS[wildcards.dataset]
     source = dataclasses.asdict(data.KINDS[cfg["kind"]].source)
-    source.pop("notice")  # what travels with a trained model, not how the files are acquired
+    for key in ("notice", "citation"):  # what travels with a trained model, not how the files are acquired
+        source.pop(key)
     if "files" in cfg:
         source["files"] = [{"extract": True, **f} for f in cfg["files"]]
     return source
@@ -274,12 +275,13 @@ def export_inputs(wildcards):
     return {} if weights == "hub" else {"weights": backbone_weights(wildcards) if weights == "package" else weights}
 
 
-def dataset_notice(wildcards):
-    """The copyright notice that travels with a dataset's models, when its source names one (read once the
-    dataset is prepared, so it may come from an acquired archive), else an empty string."""
+def dataset_credit(wildcards):
+    """What travels with a dataset's models, from its source: the copyright notice's path (read once the dataset
+    is prepared, so it may come from an acquired archive) and the citation; empty strings where there are none."""
     kind = data.KINDS.get(DATASETS[wildcards.dataset]["kind"])  # demo datasets have no kind entry
     source = kind and kind.source
-    return os.path.join(dataset_root(wildcards.dataset), source.notice) if source and source.notice else ""
+    notice = os.path.join(dataset_root(wildcards.dataset), source.notice) if source and source.notice else ""
+    return {"notice": notice, "citation": source.citation if source else ""}
 
 
 def deploy_settings(wildcards):

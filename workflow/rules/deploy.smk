@@ -13,7 +13,7 @@ rule export_model:
         backbone=config["backbone"],
         crops=config["crops"],
         settings=deploy_settings,
-        notice=dataset_notice,
+        credit=dataset_credit,
         published=lambda wildcards: config["comparison"]["published"].get(DATASETS[wildcards.dataset]["kind"]),
     log:
         "logs/{dataset}/export_model.log",

@@ -43,6 +43,8 @@ SOURCE = DatasetSource(
     licence="no licence stated on the CSIQ page (Larson & Chandler, JEI 2010); cite the paper",
     redistributable=False,
     how_to_obtain=f"download src_imgs.zip, dst_imgs.zip and {LABELS} from {HOMEPAGE} (no form)",
+    citation=('E. C. Larson and D. M. Chandler, "Most apparent distortion: full-reference image quality assessment '
+              'and the role of strategy", Journal of Electronic Imaging 19(1), 2010'),
 )
 EXPECTED_COUNT = 866
 

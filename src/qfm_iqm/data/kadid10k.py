@@ -43,6 +43,8 @@ SOURCE = DatasetSource(
     licence="free for the research community (KADID-10k page, no formal licence); images from Pixabay",
     redistributable=False,
     how_to_obtain=f"download kadid10k.zip from {HOMEPAGE} (no form)",
+    citation=('H. Lin, V. Hosu and D. Saupe, "KADID-10k: A Large-scale Artificially Distorted IQA Database", QoMEX '
+              '2019'),
 )
 # ``I01_08_03.png`` -> (``I01``, 8, 3): reference id, distortion type, level
 parse_name = partial(parse_synthetic_name, NAME, types=TYPES, dataset="KADID-10k", form="IXX_YY_ZZ.png",

@@ -37,6 +37,8 @@ SOURCE = DatasetSource(
     redistributable=False,
     how_to_obtain=f"download the 512x384 images and the scores from {HOMEPAGE} (no form) and the split file from "
                   "https://github.com/subpic/koniq (metadata/)",
+    citation=('V. Hosu, H. Lin, T. Sziranyi and D. Saupe, "KonIQ-10k: An Ecologically Valid Database for Deep '
+              'Learning of Blind Image Quality Assessment", IEEE TIP 29, 2020'),
 )
 EXPECTED_COUNT = 10073
 

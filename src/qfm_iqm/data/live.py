@@ -40,6 +40,8 @@ SOURCE = DatasetSource(
     redistributable=False,
     how_to_obtain=f"request the password with the form at {HOMEPAGE}, then download "
                   "http://live.ece.utexas.edu/research/quality/release2/databaserelease2.zip",
+    citation=('H. R. Sheikh, M. F. Sabir and A. C. Bovik, "A Statistical Evaluation of Recent Full Reference Image '
+              'Quality Assessment Algorithms", IEEE TIP 15(11), 2006'),
 )
 EXPECTED_COUNT = 779
 

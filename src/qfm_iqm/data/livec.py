@@ -22,6 +22,9 @@ SOURCE = DatasetSource(
     redistributable=True,
     how_to_obtain=f"download ChallengeDB_release.zip from {HOMEPAGE}",
     notice="README.txt",
+    citation=('D. Ghadiyaram and A. C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective '
+              'Picture Quality", IEEE TIP 25(1), 2016; "LIVE In the Wild Image Quality Challenge Database", '
+              'http://live.ece.utexas.edu/research/ChallengeDB/index.html, 2015'),
 )
 EXPECTED_COUNT = 1162
 N_TRAINING_IMAGES = 7  # t1..t7 under Images/trainingImages, dropped by the standard protocol

@@ -33,6 +33,8 @@ SOURCE = DatasetSource(
     redistributable=False,
     how_to_obtain=f"get {REPO} and run its database_prep.ipynb (downloads VOC2012, EMOTIC via Google Drive, the "
                   "CUHK blur set and AVA via BitTorrent); copy database/EE371R from github.com/baidut/PaQ-2-PiQ",
+    citation=('Z. Ying, H. Niu, P. Gupta, D. Mahajan, D. Ghadiyaram and A. C. Bovik, "From Patches to Pictures '
+              '(PaQ-2-PiQ): Mapping the Perceptual Space of Picture Quality", CVPR 2020'),
 )
 EXPECTED_COUNT = 39810
 

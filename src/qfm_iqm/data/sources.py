@@ -31,3 +31,4 @@ class DatasetSource:
     redistributable: bool = False  # may a prepared copy be pushed to a shared (non-local) remote?
     how_to_obtain: str = ""  # e.g. "fill in the request form at <homepage>"
     notice: str = ""  # the copyright notice that must travel with copies and models, relative to the dataset root
+    citation: str = ""  # how the dataset asks to be cited

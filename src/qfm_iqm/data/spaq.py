@@ -25,6 +25,8 @@ SOURCE = DatasetSource(
     licence="education and research use only, no commercial use without permission (release readme)",
     redistributable=False,
     how_to_obtain=f"download the database and annotations from the Baidu Yun or Google Drive links at {HOMEPAGE}",
+    citation=('Y. Fang, H. Zhu, Y. Zeng, K. Ma and Z. Wang, "Perceptual Quality Assessment of Smartphone '
+              'Photography", CVPR 2020'),
 )
 EXPECTED_COUNT = 11125
 

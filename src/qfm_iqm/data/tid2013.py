@@ -46,6 +46,8 @@ SOURCE = DatasetSource(
     licence="no licence stated on the TID2013 page (Ponomarenko et al., SPIC 2015); cite the paper",
     redistributable=False,
     how_to_obtain=f"download tid2013.rar from {HOMEPAGE} (no form) and unpack it",
+    citation=('N. Ponomarenko et al., "Image database TID2013: Peculiarities, results and perspectives", Signal '
+              'Processing: Image Communication 30, 2015'),
 )
 # ``i01_08_3.bmp`` -> (``i01``, 8, 3): reference id, distortion type, level
 parse_name = partial(parse_synthetic_name, NAME, types=TYPES, dataset="TID2013", form="iXX_YY_Z.bmp",

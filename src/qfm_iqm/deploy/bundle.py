@@ -215,6 +215,7 @@ def model_card(info: dict) -> str:
                  if pool else "")
     files = "\n".join(f"| {name} | `{digest}` |" for name, digest in info["files"].items())
     prov = info["provenance"]
+    cite = f"\n\nCite the dataset: {data['citation']}." if data.get("citation") else ""
     return f"""# QFM-IQM model `{info['name']}`
 
 No-reference image quality assessment: QFM-IQM (Li et al., ICML 2024) as reproduced by {info['created_by']}:
@@ -272,9 +273,10 @@ quality assessment. Scores are regressions of mean opinion scores, not calibrate
 
 ## Licence and citation
 
-Model: MIT (qfm-iqm). Training data: {data['licence']}. Cite the dataset as its notice asks, and the method:
-Li et al., "Adaptive Feature Selection for No-Reference Image Quality Assessment by Mitigating Semantic Noise
-Sensitivity", ICML 2024.
+Model: MIT (qfm-iqm). Training data: {data['licence']}.{cite}
+
+Cite the method: Li et al., "Adaptive Feature Selection for No-Reference Image Quality Assessment by Mitigating
+Semantic Noise Sensitivity", ICML 2024.
 
 ## Provenance
 
