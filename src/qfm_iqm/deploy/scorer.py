@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 SCALES = ("mos", "unit", "raw")
 COMPILE_MODES = ("auto", "on", "off")
-COMPILE_MIN_CROPS = 5000  # "auto" compiles from this many crops on: with an empty compiler cache it pays from about here
+COMPILE_MIN_CROPS = 5000  # "auto" compiles from here on: about where it pays with an empty compiler cache
 GLOBAL_MAX_PIXELS = 16_000_000  # a global view runs the whole image through the backbone: refuse larger ones
 
 
@@ -136,8 +136,9 @@ class Scorer:
     def __call__(self, images: ImageLike | Sequence[ImageLike], ids: Sequence[str] | None = None,
                  scale: str = "mos") -> float | np.ndarray:
         """Scores of one image (a float) or a batch (an array), on the training dataset's MOS scale (``scale``
-        "mos"), on [0, 1] (``"unit"``, 1 = best) or unclipped on the normalised training scale (``"raw"``). ``ids`` seed the crop positions as the pipeline's image ids
-        do (default: drawn from the pixels). A bad image raises InputError."""
+        "mos"), on [0, 1] (``"unit"``, 1 = best) or unclipped on the normalised training scale (``"raw"``).
+        ``ids`` seed the crop positions as the pipeline's image ids do (default: drawn from the pixels). A bad
+        image raises InputError."""
         if scale not in SCALES:
             raise InputError(f"scale: {scale!r} is not one of {SCALES}")
         items, single = as_list(images)
@@ -171,7 +172,8 @@ class Scorer:
         bar.close()
 
     def _describer(self, total: int) -> Describer:
-        wanted = self.compile == "on" or (self.compile == "auto" and total * self.describer.recipe.n >= COMPILE_MIN_CROPS)
+        crops = total * self.describer.recipe.n
+        wanted = self.compile == "on" or (self.compile == "auto" and crops >= COMPILE_MIN_CROPS)
         if not wanted:
             return self.describer
         if self.device == "cpu" and not compiler_available():
@@ -204,7 +206,8 @@ class Scorer:
             else:
                 raw = float(next(units))
                 unit, span = min(max(raw, 0.0), 1.0), self.high - self.low
-                yield Result(key, raw, unit, self.low + unit * span if self.higher_is_better else self.high - unit * span)
+                mos = self.low + unit * span if self.higher_is_better else self.high - unit * span
+                yield Result(key, raw, unit, mos)
 
     def _units(self, prepared: list[tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
         """Unclipped model scores (the pipeline's ``predict``) of prepared images."""
