@@ -83,12 +83,16 @@ def test_api_predictions_equal_the_pipelines_for_the_same_model_and_images(tiny_
     np.testing.assert_allclose(unit, np.clip(preds["full"], 0, 1), atol=1e-5)
 
 
-def test_scores_map_to_the_training_scale(scorer: Scorer, tmp_path: Path) -> None:
+def test_scores_map_to_the_training_scale(scorer: Scorer, bundle_copy: Path, tmp_path: Path) -> None:
     path = write_image(tmp_path / "a.png", (90, 70))
     scale = scorer.bundle.info["scale"]
     unit, mos = scorer(path, scale="unit"), scorer(path)
     assert 0 <= unit <= 1 and isinstance(mos, float)
     assert mos == pytest.approx(scale["min"] + unit * (scale["max"] - scale["min"]))
+    info = json.loads((bundle_copy / "bundle.json").read_text())
+    info["scale"] = {"min": 10.0, "max": 30.0, "higher_is_better": False}  # a DMOS dataset: 10 is best
+    (bundle_copy / "bundle.json").write_text(json.dumps(info))
+    assert load_model(bundle_copy, compile="off")(path) == pytest.approx(30.0 - unit * 20.0)
 
 
 def test_a_copy_under_another_name_scores_the_same(scorer: Scorer, tmp_path: Path) -> None:
