@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config
+from workflow_helpers import export_split_bundle, scheduled_jobs, snakemake, split_images, tiny_config, write_config
 
 DS = "tiny"
 CACHE = "results/tiny/activations/tf_efficientnet_lite0/c2s64r0/b6"
@@ -58,23 +58,14 @@ def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decod
 
 
 def test_a_bundled_decoder_student_scores_as_the_pipeline_predicts(decoder_run: Path, tmp_path: Path) -> None:
-    """The scorer runs the cached part of the backbone, rounds it to fp16 as the cache does, then the trained top."""
+    """The scorer runs the cached part of the backbone, rounds it to fp16 as the cache does, then the trained top
+    (without the rounding the scores differ by about 5e-5; with it by about 2e-7)."""
     from qfm_iqm import load_model
-    from qfm_iqm.deploy import bundle
 
-    info = bundle.Bundle.open(decoder_run / f"results/{DS}/model").info
-    out = tmp_path / "decoder_bundle"
-    bundle.export(out, name="decoder", model=decoder_run / f"results/{DS}/split0/students/decoder.pt",
-                  backbone=info["backbone"]["name"], weights="package",
-                  state=torch.load(decoder_run / "results/weights/tf_efficientnet_lite0.pth", weights_only=True),
-                  weights_file=None, crops=info["crops"], meta=pd.read_csv(decoder_run / f"data/{DS}/meta.csv"),
-                  dataset=info["dataset"], settings=info["settings"], provenance=info["provenance"],
-                  summary=pd.read_csv(decoder_run / f"results/{DS}/summary.csv"))
-    preds = pd.read_csv(decoder_run / f"results/{DS}/split0/predictions.csv", dtype={"image_id": str})
-    meta = pd.read_csv(decoder_run / f"data/{DS}/meta.csv", dtype={"image_id": str}).set_index("image_id")
-    paths = [decoder_run / f"data/{DS}" / p for p in meta.loc[preds["image_id"], "path"]]
+    out = export_split_bundle(decoder_run, DS, "split0/students/decoder.pt", tmp_path / "decoder_bundle")
+    preds, paths = split_images(decoder_run, DS, 0)
     raw = load_model(out, compile="off")(paths, ids=list(preds["image_id"]), scale="raw")
-    np.testing.assert_allclose(raw, preds["decoder"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(raw, preds["decoder"], rtol=0, atol=1e-5)
 
 
 SCORING = {"evaluate_split": 2, "summarize": 1, "sensitivity_sweep": 1, "compare_with_paper": 1, "plot_scatter": 3,

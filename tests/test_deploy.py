@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import write_image
 from PIL import Image
+from workflow_helpers import export_split_bundle, split_images
 
 from qfm_iqm import load_model
 from qfm_iqm.deploy import bundle, cli
@@ -42,18 +43,6 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
 
 
-def _export_split(run: Path, split: int, out: Path) -> Path:
-    """The bundle of one split's full student (the workflow bundles the model trained on every image)."""
-    info = json.loads((run / "results/tiny/model/bundle.json").read_text())
-    bundle.export(out, name="split", model=run / f"results/tiny/split{split}/students/full.pt",
-                  backbone=info["backbone"]["name"], weights="package",
-                  state=torch.load(run / "results/weights/tf_efficientnet_lite0.pth", weights_only=True),
-                  weights_file=None, crops=info["crops"], meta=pd.read_csv(run / "data/tiny/meta.csv"),
-                  dataset=info["dataset"], settings=info["settings"], provenance=info["provenance"],
-                  summary=pd.read_csv(run / "results/tiny/summary.csv"))
-    return out
-
-
 # -- the bundle the workflow writes ----------------------------------------------------------------------------------
 
 def test_the_workflow_bundles_the_full_student_trained_on_every_image(tiny_run: Path, tiny_bundle: Path) -> None:
@@ -73,10 +62,9 @@ def test_the_workflow_bundles_the_full_student_trained_on_every_image(tiny_run: 
 
 
 def test_api_predictions_equal_the_pipelines_for_the_same_model_and_images(tiny_run: Path, tmp_path: Path) -> None:
-    scorer = load_model(_export_split(tiny_run, 0, tmp_path / "split0"), compile="off")
-    preds = pd.read_csv(tiny_run / "results/tiny/split0/predictions.csv", dtype={"image_id": str})
-    meta = pd.read_csv(tiny_run / "data/tiny/meta.csv", dtype={"image_id": str}).set_index("image_id")
-    paths = [tiny_run / "data/tiny" / p for p in meta.loc[preds["image_id"], "path"]]
+    scorer = load_model(export_split_bundle(tiny_run, "tiny", "split0/students/full.pt", tmp_path / "split0"),
+                        compile="off")
+    preds, paths = split_images(tiny_run, "tiny", 0)
     raw = scorer(paths, ids=list(preds["image_id"]), scale="raw")
     np.testing.assert_allclose(raw, preds["full"], rtol=0, atol=1e-5)
     unit = scorer(paths, ids=list(preds["image_id"]), scale="unit")

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from conftest import REPO
 
@@ -62,3 +63,27 @@ def scheduled_jobs(proc: subprocess.CompletedProcess) -> Counter:
         if match[1] != "total":
             counts[match[1]] = int(match[2])
     return counts
+
+
+def export_split_bundle(run: Path, dataset: str, model: str, out: Path) -> Path:
+    """A bundle of one split's trained model (``model``, relative to ``results/<dataset>/``), with the settings of
+    the run's own bundle: the workflow bundles only the model trained on every image."""
+    import torch
+
+    from qfm_iqm.deploy import bundle
+
+    info = bundle.Bundle.open(run / f"results/{dataset}/model").info
+    bundle.export(out, name=out.name, model=run / f"results/{dataset}/{model}", backbone=info["backbone"]["name"],
+                  weights="package", state=torch.load(run / f"results/weights/{info['backbone']['name']}.pth",
+                                                       weights_only=True),
+                  weights_file=None, crops=info["crops"], meta=pd.read_csv(run / f"data/{dataset}/meta.csv"),
+                  dataset=info["dataset"], settings=info["settings"], provenance=info["provenance"],
+                  summary=pd.read_csv(run / f"results/{dataset}/summary.csv"))
+    return out
+
+
+def split_images(run: Path, dataset: str, split: int) -> tuple[pd.DataFrame, list[Path]]:
+    """A split's test predictions of the workflow and the paths of their images, in that order."""
+    preds = pd.read_csv(run / f"results/{dataset}/split{split}/predictions.csv", dtype={"image_id": str})
+    meta = pd.read_csv(run / f"data/{dataset}/meta.csv", dtype={"image_id": str}).set_index("image_id")
+    return preds, [run / f"data/{dataset}" / p for p in meta.loc[preds["image_id"], "path"]]
