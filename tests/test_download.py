@@ -77,8 +77,8 @@ class FileServer:
         if cut is not None:  # promise the whole body, deliver part of it, hang up
             body = body[:cut]
             handler.close_connection = True
+        entry["sent"] = len(body)  # before the write: the client may finish reading before this thread resumes
         handler.wfile.write(body)
-        entry["sent"] = len(body)
         if cut is not None:
             handler.connection.shutdown(socket.SHUT_RDWR)
 
