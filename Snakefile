@@ -21,6 +21,9 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/deploy.smk"
 
 
+state_acquisition_plan()
+
+
 rule all:
     input:
         all_targets(),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from file_server import FileServer
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,3 +53,12 @@ def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     from workflow_helpers import copy_run
 
     return copy_run(tiny_run, tmp_path / "run")
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    srv = FileServer()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()

@@ -1,20 +1,21 @@
-"""Datasets through the workflow: the paper's DAG without data, acquisition in manual mode,
-splits of a synthetic set, and cross-dataset evaluation."""
+"""Datasets through the workflow: the paper's DAG without data, acquisition in manual mode and by trust on
+first use from a loopback server, splits, and cross-dataset evaluation."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO
 from dataset_fixtures import make_fixture
+from file_server import FileServer
 from PIL import Image
+from scipy.io import loadmat
 from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config
 
 from qfm_iqm.io import sha256sum
@@ -38,14 +39,19 @@ def test_paper_dry_run_shows_the_whole_dag_without_data(tmp_path: Path) -> None:
     assert jobs["evaluate_cross"] == 6 * n_splits and jobs["summarize_cross"] == 1
     assert jobs["sensitivity_sweep"] == jobs["plot_attention"] == n_datasets and jobs["compare_with_paper"] == 1
     assert not (tmp_path / "data").exists()
+    plan = proc.stderr[proc.stderr.index("Datasets to acquire (acquire.policy: tofu"):]  # disk and time, up front
+    rows = {line.split()[0]: line for line in plan.splitlines()[2:11]}
+    assert all(rows[name].endswith("  yes") for name in ("koniq10k", "kadid10k", "csiq", "tid2013", "livec"))
+    assert all(rows[name].endswith("no, by hand (below)") for name in ("live", "spaq", "livefb"))
+    assert re.fullmatch(r"  total +\d+\.\d\d GB\+ +\d+\.\d\d GB\+  about \d+ min of downloading at 10 MB/s", rows["total"])
 
 
-def _dataset_config(name: str, entry: dict, **extra) -> dict:
-    """The tiny config running one published dataset (its pool as the tiny demo's)."""
+def _dataset_config(entries: dict[str, dict], **extra) -> dict:
+    """The tiny config running these published datasets (each with the tiny demo's pool)."""
     config = tiny_config()
     pool = config["datasets"]["tiny"]["pool"]
-    config["datasets"] = {name: {**entry, "pool": pool}}
-    return {**config, "run": [name], **extra}
+    config["datasets"] = {name: {**entry, "pool": pool} for name, entry in entries.items()}
+    return {**config, "run": list(entries), **extra}
 
 
 def _zip_tree(folder: Path, archive: Path) -> Path:
@@ -55,71 +61,97 @@ def _zip_tree(folder: Path, archive: Path) -> Path:
 
 
 def test_manual_mode_names_the_files_then_continues_once_they_are_there(tmp_path: Path) -> None:
-    source = make_fixture("kadid10k", tmp_path / "official")
-    count = len(pd.read_csv(source / "dmos.csv"))
+    source = make_fixture("live", tmp_path / "official")
+    count = int((loadmat(source / "dmos.mat")["orgs"] == 0).sum())
     work = tmp_path / "work"
-    config = write_config(work, _dataset_config("kadid", {"kind": "kadid10k", "n_splits": 3, "expected_count": count}))
-    target = "results/kadid/splits.csv"
+    config = write_config(work, _dataset_config({"live": {"kind": "live", "n_splits": 2, "expected_count": count}}))
+    target = "results/live/splits.csv"
     proc = snakemake(work, config, target, check=False)
     assert proc.returncode != 0
     message = proc.stdout + proc.stderr
-    downloads = (work / "data/kadid/downloads").resolve()
-    assert "ERROR in acquire_dataset: kadid: these official files must be obtained by hand" in message
-    assert "kadid10k.zip  from https://datasets.vqa.mmsp-kn.de/archives/kadid10k.zip" in message
-    assert f"in {downloads}" in message and "datasets.kadid.files" in message
-    assert not (work / "data/kadid/meta.csv").exists() and not (work / "data/kadid/raw/acquired.json").exists()
+    downloads = (work / "data/live/downloads").resolve()
+    assert "ERROR in acquire_dataset: live: these official files must be obtained by hand" in message
+    assert "databaserelease2.zip  via https://live.ece.utexas.edu/research/quality/subjective.htm" in message
+    assert "request the password with the form" in message
+    assert f"in {downloads}" in message and "datasets.live.files" in message
+    assert "live           0.70 GB   1.20 GB  no, by hand (below)" in message  # the plan, before the work
+    assert not (work / "data/live/meta.csv").exists() and not (work / "data/live/raw/acquired.json").exists()
 
-    _zip_tree(source, downloads / "kadid10k.zip")
+    _zip_tree(source, downloads / "databaserelease2.zip")
     snakemake(work, config, target)
-    meta = pd.read_csv(work / "data/kadid/meta.csv")
-    assert len(meta) == count and meta["path"].str.contains("data/kadid/raw/kadid10k/images/").all()
+    meta = pd.read_csv(work / "data/live/meta.csv")
+    assert len(meta) == count and meta["path"].str.contains("data/live/raw/databaserelease2/").all()
     refs = meta.set_index("image_id")["ref_id"]
     table = pd.read_csv(work / target, dtype={"image_id": str})
     for split, part in table.groupby("split"):
         test = set(refs[part.loc[part["part"] == "test", "image_id"]])
         train = set(refs[part.loc[part["part"] == "train", "image_id"]])
         assert test and train and not test & train, split  # no reference on both sides
-    assert table.equals(pd.read_csv(work / target, dtype={"image_id": str}))
+    lock = yaml.safe_load((work / "config/datasets.lock.yaml").read_text())  # the hand-placed file is locked
+    assert lock["live"]["databaserelease2.zip"]["sha256"] == sha256sum(downloads / "databaserelease2.zip")
 
 
-@pytest.fixture
-def file_server(tmp_path: Path):
-    """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``; yields (folder, base url)."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def test_one_command_takes_open_datasets_from_nothing_to_splits_and_locks_them(tmp_path: Path,
+                                                                               server: FileServer) -> None:
+    koniq = make_fixture("koniq10k", tmp_path / "official/koniq")
+    kadid = make_fixture("kadid10k", tmp_path / "official/kadid")
+    served = tmp_path / "served"
+    made = [_zip_tree(koniq / "512x384", served / "koniq10k_512x384.zip"),
+            Path(shutil.make_archive(str(served / "koniq10k_scores_and_distributions"), "zip", koniq,
+                                     "koniq10k_scores_and_distributions.csv")),
+            Path(shutil.copy(koniq / "koniq10k_distributions_sets.csv", served)),
+            _zip_tree(kadid, served / "kadid10k.zip")]
+    server.files.update({p.name: p.read_bytes() for p in made})
 
+    def files(*names: str) -> list[dict]:  # mirrors on the loopback server, no published checksum
+        return [{"name": n, "url": server.url(n), "sha256": None, "extract": n.endswith(".zip")} for n in names]
 
-def test_pinned_files_download_then_resize_and_official_split(tmp_path: Path, file_server) -> None:
-    served, url = file_server
-    source = make_fixture("koniq10k", tmp_path / "official")
-    labels = pd.read_csv(source / "koniq10k_scores_and_distributions.csv")
-    sets = pd.read_csv(source / "koniq10k_distributions_sets.csv")
-    archives = [_zip_tree(source / "512x384", served / "koniq10k_512x384.zip"),
-                shutil.make_archive(str(served / "koniq10k_scores_and_distributions"), "zip", source,
-                                    "koniq10k_scores_and_distributions.csv"),
-                shutil.copy(source / "koniq10k_distributions_sets.csv", served)]
-    files = [{"name": Path(a).name, "url": f"{url}/{Path(a).name}", "sha256": sha256sum(a),
-              "extract": Path(a).suffix == ".zip"} for a in archives]
-    entry = {"kind": "koniq10k", "n_splits": 1, "split": "official", "expected_count": len(labels),
-             "resize": {"size": [64, 48]}, "files": files}
+    labels = pd.read_csv(koniq / "koniq10k_scores_and_distributions.csv")
+    entries = {
+        "koniq": {"kind": "koniq10k", "n_splits": 1, "split": "official", "expected_count": len(labels),
+                  "resize": {"size": [64, 48]},
+                  "files": files("koniq10k_512x384.zip", "koniq10k_scores_and_distributions.zip",
+                                 "koniq10k_distributions_sets.csv")},
+        "kadid": {"kind": "kadid10k", "n_splits": 2, "expected_count": len(pd.read_csv(kadid / "dmos.csv")),
+                  "files": files("kadid10k.zip")},
+    }
     work = tmp_path / "work"
-    snakemake(work, write_config(work, _dataset_config("koniq", entry)), "results/koniq/splits.csv")
+    config = write_config(work, _dataset_config(entries))
+    targets = ("results/koniq/splits.csv", "results/kadid/splits.csv")
+    proc = snakemake(work, config, *targets)
 
-    assert sorted(p.name for p in (work / "data/koniq/downloads").iterdir()) == sorted(f["name"] for f in files)
-    record = json.loads((work / "data/koniq/raw/acquired.json").read_text())
-    assert record["files"][0]["sha256"] == files[0]["sha256"] and not record["redistributable"]
+    assert sorted(e["name"] for e in server.log) == sorted(p.name for p in made)  # each file once
+    lock = yaml.safe_load((work / "config/datasets.lock.yaml").read_text())
+    assert {kind: sorted(entry) for kind, entry in lock.items()} == {
+        "kadid10k": ["kadid10k.zip"],
+        "koniq10k": ["koniq10k_512x384.zip", "koniq10k_distributions_sets.csv", "koniq10k_scores_and_distributions.zip"]}
+    for p in made:
+        entry = lock["kadid10k" if p.name == "kadid10k.zip" else "koniq10k"][p.name]
+        assert entry["sha256"] == sha256sum(p) and entry["size"] == p.stat().st_size and entry["url"] == server.url(p.name)
+    record = json.loads((work / "data/kadid/raw/acquired.json").read_text())
+    assert record["files"][0]["sha256"] == sha256sum(served / "kadid10k.zip")
+    plan = proc.stderr[proc.stderr.index("Datasets to acquire"):]
+    assert re.search(r"\n  koniq .*  yes\n  kadid .*  yes\n  total ", plan)
+    job_log = (work / "logs/kadid/acquire_dataset.log").read_text()
+    assert "download about" in job_log and re.search(r"kadid10k\.zip: 100%.*B/s\]", job_log)
+    assert "trusted on first use" in job_log
+
     meta = pd.read_csv(work / "data/koniq/meta.csv")
     assert len(meta) == len(labels) and meta["path"].str.startswith("images/").all()
     assert {Image.open(work / "data/koniq" / p).size for p in meta["path"]} == {(64, 48)}
+    sets = pd.read_csv(koniq / "koniq10k_distributions_sets.csv")
     split = pd.read_csv(work / "results/koniq/splits.csv", dtype={"image_id": str})
-    n_test = (sets["set"] == "test").sum()
-    assert split["split"].eq(0).all() and (split["part"] == "test").sum() == n_test > 0
+    assert split["split"].eq(0).all() and (split["part"] == "test").sum() == (sets["set"] == "test").sum() > 0
+    assert set(pd.read_csv(work / "results/kadid/splits.csv")["split"]) == {0, 1}
+
+    requests = len(server.log)
+    again = snakemake(work, config, *targets)
+    assert not scheduled_jobs(again) and "Datasets to acquire" not in again.stderr
+    strict = write_config(work, {**_dataset_config(entries), "acquire": {"policy": "strict",
+                                                                         "lock": "config/datasets.lock.yaml"}}, "strict.yaml")
+    rerun = snakemake(work, strict, *targets)  # another policy reruns only the (finished) acquisitions
+    assert set(scheduled_jobs(rerun)) == {"acquire_dataset"}
+    assert len(server.log) == requests  # neither rerun downloaded anything
 
 
 def test_cross_dataset_matrix_reports_each_pair_and_the_diagonal(tiny_run_copy: Path) -> None:

@@ -1,26 +1,33 @@
-"""Dataset acquisition: resumable verified downloads from a local HTTP server, safe extraction, manual mode."""
+"""Dataset acquisition: resumable verified downloads from a local HTTP server, digests locked on first use,
+safe extraction, manual mode."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
-import http.server
 import io
+import logging
+import multiprocessing
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import tarfile
-import threading
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import py7zr
 import pytest
+import yaml
+from file_server import FileServer
 
 from qfm_iqm.data.download import ManualDownloadRequired, acquire, extract, fetch
+from qfm_iqm.data.lock import DigestLock
+from qfm_iqm.data.plan import plan_text
+from qfm_iqm.data.registry import KINDS, PUBLISHED
 from qfm_iqm.data.sources import DatasetSource, RemoteFile
 from qfm_iqm.io import InputError
 
@@ -31,74 +38,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class FileServer:
-    """Serves bytes the test made on 127.0.0.1; can drop a response mid-way once and can ignore Range."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cut_after: dict[str, int] = {}  # name -> bytes sent before the connection is dropped (first request)
-        self.ignore_range = False
-        self.log: list[dict] = []  # one entry per request: name, range header, status, body bytes sent
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.serve(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_port}/{name}"
-
-    def serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
-        name = handler.path.lstrip("/")
-        requested = handler.headers.get("Range")
-        entry = {"name": name, "range": requested, "status": 404, "sent": 0}
-        self.log.append(entry)
-        if name not in self.files:
-            handler.send_error(404)
-            return
-        data = self.files[name]
-        start = 0
-        if requested and not self.ignore_range:
-            start = int(re.fullmatch(r"bytes=(\d+)-", requested).group(1))
-        body = data[start:]
-        entry["status"] = 206 if requested and not self.ignore_range else 200
-        handler.send_response(entry["status"])
-        handler.send_header("Content-Length", str(len(body)))
-        if entry["status"] == 206:
-            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        handler.end_headers()
-        cut = self.cut_after.pop(name, None)
-        if cut is not None:  # promise the whole body, deliver part of it, hang up
-            body = body[:cut]
-            handler.close_connection = True
-        entry["sent"] = len(body)  # before the write: the client may finish reading before this thread resumes
-        handler.wfile.write(body)
-        if cut is not None:
-            handler.connection.shutdown(socket.SHUT_RDWR)
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = FileServer()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
-
-
 # --- fetch -------------------------------------------------------------------------------------------------------
 
 
 def test_fetch_downloads_and_verifies(server: FileServer, tmp_path: Path) -> None:
     server.files["a.bin"] = PAYLOAD
     dest = tmp_path / "deep" / "dir" / "a.bin"
-    assert fetch(server.url("a.bin"), dest, sha(PAYLOAD), chunk_size=1 << 16) == dest
+    assert fetch(server.url("a.bin"), dest, sha(PAYLOAD), chunk_size=1 << 16) == sha(PAYLOAD)
     assert dest.read_bytes() == PAYLOAD
     assert list(dest.parent.iterdir()) == [dest]  # no .part left
     fetch(server.url("a.bin"), dest, sha(PAYLOAD).upper())  # present and verified: no request
@@ -175,9 +121,15 @@ def rar4(files: dict[str, bytes]) -> bytes:
 
 
 def make_zip(path: Path, files: dict[str, bytes]) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+    path.write_bytes(make_zip_bytes(files))
+
+
+def make_zip_bytes(files: dict[str, bytes], stored: bool = False) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             zf.writestr(name, data)
+    return out.getvalue()
 
 
 def make_tar(path: Path, files: dict[str, bytes]) -> None:
@@ -369,3 +321,174 @@ def test_acquire_copies_plain_files(tmp_path: Path) -> None:
     acquire("toy", source, tmp_path / "raw", downloads, tmp_path / "raw")
     assert (tmp_path / "raw" / "labels.csv").read_bytes() == b"image,mos\n"
     assert (downloads / "labels.csv").is_file()
+
+
+# --- trust on first use ------------------------------------------------------------------------------------------
+
+
+def open_source(server: FileServer, made: dict[str, bytes], **kw) -> DatasetSource:
+    """The toy dataset, served openly: URLs but no published checksums."""
+    server.files.update(made)
+    files = tuple(RemoteFile(name, server.url(name), size=len(data)) for name, data in made.items())
+    return DatasetSource("https://example.org/toy", files, LAYOUT, subdir="toy", served_openly=True,
+                         unpacked_size=2000, **kw)
+
+
+def acquire_in(clone: Path, source: DatasetSource, **kw) -> dict[str, str]:
+    """Acquire the toy dataset in a checkout at ``clone``, with its lock file at ``config/datasets.lock.yaml``."""
+    raw = clone / "data/toy/raw"
+    return acquire("toy", source, raw, clone / "data/toy/downloads", raw / "toy",
+                   lock=DigestLock(clone / "config/datasets.lock.yaml"), **kw)
+
+
+def test_first_use_downloads_and_writes_the_lock(server: FileServer, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    made = archives(tmp_path)
+    caplog.set_level(logging.INFO)
+    digests = acquire_in(tmp_path / "clone", open_source(server, made))
+    assert digests == {name: sha(data) for name, data in made.items()}
+    assert all((tmp_path / "clone/data/toy/raw/toy" / p).exists() for p in LAYOUT)
+    lock = yaml.safe_load((tmp_path / "clone/config/datasets.lock.yaml").read_text())
+    assert set(lock) == {"toy"} and set(lock["toy"]) == set(made)
+    for name, data in made.items():
+        assert lock["toy"][name] == {"sha256": sha(data), "size": len(data), "url": server.url(name),
+                                     "date": datetime.date.today().isoformat()}
+    assert "Commit this file" in (tmp_path / "clone/config/datasets.lock.yaml").read_text()
+    before = caplog.text.index("acquiring images.zip, labels.tar.gz")  # stated before the first request
+    assert "download about" in caplog.text[before:] and "unpacked about" in caplog.text[before:]
+    assert "free there" in caplog.text[before:]
+    assert caplog.text.index("trusted on first use") > before
+
+
+def clone_with_lock(server: FileServer, tmp_path: Path) -> tuple[DatasetSource, dict[str, bytes], str]:
+    """The toy dataset acquired in a first clone, and a second clone holding only the lock file it committed."""
+    made = archives(tmp_path)
+    source = open_source(server, made)
+    acquire_in(tmp_path / "first", source)
+    shutil.copytree(tmp_path / "first/config", tmp_path / "second/config")
+    return source, made, (tmp_path / "second/config/datasets.lock.yaml").read_text()
+
+
+def test_a_second_clone_with_the_lock_verifies_the_same_file(server: FileServer, tmp_path: Path) -> None:
+    source, made, lock_text = clone_with_lock(server, tmp_path)
+    acquire_in(tmp_path / "second", source, policy="strict")  # pinned by the lock: strict downloads it too
+    assert all((tmp_path / "second/data/toy/downloads" / name).read_bytes() == data for name, data in made.items())
+    assert (tmp_path / "second/data/toy/raw/toy/images/a.bin").read_bytes() == PAYLOAD[:1000]
+    assert (tmp_path / "second/config/datasets.lock.yaml").read_text() == lock_text
+    assert len(server.log) == 4
+
+
+def test_a_changed_file_on_the_server_is_refused_naming_both_digests(server: FileServer, tmp_path: Path) -> None:
+    source, made, lock_text = clone_with_lock(server, tmp_path)
+    changed = make_zip_bytes({"toy/images/a.bin": b"other pixels"})
+    server.files["images.zip"] = changed
+    with pytest.raises(InputError) as err:
+        acquire_in(tmp_path / "second", source)
+    message = str(err.value)
+    lock_path = tmp_path / "second/config/datasets.lock.yaml"
+    assert sha(made["images.zip"]) in message and sha(changed) in message
+    assert f"{lock_path}: toy/images.zip" in message
+    assert not (tmp_path / "second/data/toy/downloads/images.zip").exists()
+    assert not (tmp_path / "second/data/toy/downloads/images.zip.part").exists()
+    assert not (tmp_path / "second/data/toy/raw/toy").exists()
+    assert lock_path.read_text() == lock_text
+
+
+def test_strict_refuses_an_unpinned_file(server: FileServer, tmp_path: Path) -> None:
+    source = open_source(server, archives(tmp_path))
+    with pytest.raises(ManualDownloadRequired) as err:
+        acquire_in(tmp_path / "clone", source, policy="strict")
+    message = str(err.value)
+    assert "acquire.policy is strict" in message and "images.zip" in message and "datasets.toy.files" in message
+    assert server.log == [] and not (tmp_path / "clone/config/datasets.lock.yaml").exists()
+    with pytest.raises(InputError, match="unknown acquire.policy 'trusting'"):
+        acquire_in(tmp_path / "clone", source, policy="trusting")
+
+
+def test_first_use_resumes_a_cut_connection(server: FileServer, tmp_path: Path) -> None:
+    big = make_zip_bytes({"toy/images/a.bin": PAYLOAD, "toy/labels.csv": b"image,mos\na.bin,3.5\n"}, stored=True)
+    source = open_source(server, {"images.zip": big})
+    server.cut_after["images.zip"] = 400_000
+    acquire_in(tmp_path / "clone", source)
+    assert [e["range"] for e in server.log] == [None, "bytes=400000-"]
+    lock = DigestLock(tmp_path / "clone/config/datasets.lock.yaml").get("toy", "images.zip")
+    assert lock.sha256 == sha(big) and lock.size == len(big)
+
+
+def test_a_file_put_there_by_hand_is_locked_too(tmp_path: Path) -> None:
+    made = archives(tmp_path)
+    source = DatasetSource("https://example.org/toy", tuple(RemoteFile(n, None) for n in made), LAYOUT, subdir="toy")
+    downloads = tmp_path / "clone/data/toy/downloads"
+    downloads.mkdir(parents=True)
+    for name, data in made.items():
+        (downloads / name).write_bytes(data)
+    acquire_in(tmp_path / "clone", source)
+    lock = DigestLock(tmp_path / "clone/config/datasets.lock.yaml")
+    assert {n: lock.get("toy", n).sha256 for n in made} == {n: sha(d) for n, d in made.items()}
+    assert lock.get("toy", "images.zip").url is None
+
+
+def test_a_config_pin_that_contradicts_the_lock_is_an_error(server: FileServer, tmp_path: Path) -> None:
+    _, made, _ = clone_with_lock(server, tmp_path)
+    pinned = DatasetSource("https://example.org/toy", (RemoteFile("images.zip", server.url("images.zip"), sha(b"x")),),
+                           LAYOUT, subdir="toy")
+    with pytest.raises(InputError) as err:
+        acquire_in(tmp_path / "second", pinned)
+    assert sha(b"x") in str(err.value) and sha(made["images.zip"]) in str(err.value) and "toy/images.zip" in str(err.value)
+
+
+def _record(path: str, name: str) -> None:
+    DigestLock(path).record("toy", name, sha(name.encode()), len(name), None)
+
+
+def test_concurrent_jobs_each_add_their_entry(tmp_path: Path) -> None:
+    path = str(tmp_path / "datasets.lock.yaml")
+    names = [f"file{i}.zip" for i in range(8)]
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        pool.starmap(_record, [(path, n) for n in names])
+    lock = DigestLock(path)
+    assert {n: lock.get("toy", n).sha256 for n in names} == {n: sha(n.encode()) for n in names}
+    assert [p.name for p in tmp_path.iterdir()] == ["datasets.lock.yaml"]  # no temporary file left
+
+
+def test_a_malformed_lock_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "datasets.lock.yaml").write_text("toy: [not, a, mapping]\n")
+    with pytest.raises(InputError, match="datasets.lock.yaml"):
+        DigestLock(tmp_path / "datasets.lock.yaml").get("toy", "images.zip")
+
+
+def test_progress_goes_to_a_log_as_lines_with_size_and_rate(server: FileServer, tmp_path: Path) -> None:
+    server.files["a.bin"] = PAYLOAD
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        fetch(server.url("a.bin"), tmp_path / "a.bin", None)
+    text = log.getvalue()
+    assert "\r" not in text and text.endswith("\n")  # no carriage returns in a log file: one line per redraw
+    assert re.search(r"a\.bin: 100%.*1\.00M/1\.00M \[.*B/s\]", text.splitlines()[-1])
+
+
+# --- the plan --------------------------------------------------------------------------------------------------
+
+
+def test_the_plan_of_the_eight_datasets() -> None:
+    todo = [(kind, kind, KINDS[kind].source) for kind in PUBLISHED]
+    text = plan_text(todo, DigestLock("absent/datasets.lock.yaml"), "tofu")
+    rows = {line.split()[0]: line for line in text.splitlines()[2:]}
+    for kind in ("koniq10k", "kadid10k", "csiq", "tid2013", "livec"):
+        assert rows[kind].endswith("  yes"), rows[kind]
+    for kind in ("live", "spaq", "livefb"):
+        assert rows[kind].endswith("no, by hand (below)"), rows[kind]
+        assert f"  {kind}: {KINDS[kind].source.how_to_obtain}" in text
+    assert "3.07 GB" in rows["kadid10k"] and "unknown" in rows["spaq"]
+    known = sum(f.size or 0 for kind in PUBLISHED for f in KINDS[kind].source.files)
+    assert f"{known / 1e9:.2f} GB+" in rows["total"]
+    assert "size not published: spaq/SPAQ.zip, livefb/FLIVE_Database-master.zip" in text
+    strict = plan_text(todo, DigestLock("absent/datasets.lock.yaml"), "strict")
+    assert "yes" not in strict.replace("one command?", "")
+
+
+def test_the_plan_uses_the_locked_sizes(tmp_path: Path) -> None:
+    lock = DigestLock(tmp_path / "datasets.lock.yaml")
+    lock.record("kadid10k", "kadid10k.zip", sha(b"k"), 2_500_000_000, None)
+    text = plan_text([("kadid", "kadid10k", KINDS["kadid10k"].source)], lock, "strict")
+    assert "2.50 GB" in text.splitlines()[2] and text.splitlines()[2].endswith("yes")

@@ -60,15 +60,18 @@ def build_demo_dataset(input: NS, output: NS, params: NS) -> None:
 @stage
 def acquire_dataset(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.data.download import acquire
+    from qfm_iqm.data.lock import DigestLock
     from qfm_iqm.data.sources import DatasetSource, RemoteFile
 
     cfg = params.source
     source = DatasetSource(**{**cfg, "files": tuple(RemoteFile(**f) for f in cfg["files"]),
                               "layout": tuple(cfg["layout"])})
     raw = Path(output.record).parent
-    acquire(params.dataset, source, raw, Path(params.downloads), raw / source.subdir)
+    digests = acquire(params.dataset, source, raw, Path(params.downloads), raw / source.subdir,
+                      lock=DigestLock(params.lock), kind=params.kind, policy=params.policy)
+    files = [{**f, "sha256": digests.get(f["name"], f["sha256"])} for f in cfg["files"]]
     write_json({"dataset": params.dataset, "root": str(raw / source.subdir), "homepage": source.homepage,
-                "files": cfg["files"], "licence": source.licence, "redistributable": source.redistributable},
+                "files": files, "licence": source.licence, "redistributable": source.redistributable},
                output.record)
 
 

@@ -1,6 +1,9 @@
 import dataclasses
+import sys
 
 from qfm_iqm.data import registry as data
+from qfm_iqm.data.lock import DigestLock
+from qfm_iqm.data.plan import plan_text
 from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
                              split_variants, validate)
 
@@ -44,6 +47,15 @@ def acquired(cfg):
     return "root" not in cfg
 
 
+def state_acquisition_plan():
+    """Before any work, print what acquiring the datasets still missing will download and unpack (also in a dry
+    run), from the sizes in their source records and the lock."""
+    todo = [(name, cfg["kind"], data.KINDS[cfg["kind"]].source) for name, cfg in DATASETS.items()
+            if cfg["kind"] in data.PUBLISHED and acquired(cfg) and not os.path.exists(f"data/{name}/raw/acquired.json")]
+    if todo and workflow.is_main_process:
+        print(plan_text(todo, DigestLock(config["acquire"]["lock"]), config["acquire"]["policy"]), file=sys.stderr)
+
+
 def dataset_root(name):
     """Where a published dataset's official layout is: the configured root, or under data/<name>/raw."""
     cfg = DATASETS[name]
@@ -76,12 +88,14 @@ def folder_files(folder):
 def source_inputs(wildcards):
     """The files a dataset is prepared from, so that editing or replacing one reruns its preparation and
     everything after it: a label CSV and its image folder, the official layout under a configured
-    ``root``, or the acquisition record of a dataset the workflow acquires itself."""
+    ``root``, or the acquisition record of a dataset the workflow acquires itself. That record is ``ancient``:
+    acquisition yields the same verified files whenever it runs (another policy, a mirror, a deleted ``raw/``),
+    so rerunning it does not rerun what was prepared from them."""
     cfg = DATASETS[wildcards.dataset]
     if cfg["kind"] == "labels":
         return {"labels": cfg["labels"], "images": folder_files(cfg["images"])}
     if acquired(cfg):
-        return {"acquired": f"data/{wildcards.dataset}/raw/acquired.json"}
+        return {"acquired": ancient(f"data/{wildcards.dataset}/raw/acquired.json")}
     return {"layout": [os.path.join(cfg["root"], path) for path in data.KINDS[cfg["kind"]].source.layout]}
 
 

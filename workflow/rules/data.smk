@@ -42,8 +42,11 @@ rule acquire_dataset:
         dataset=names_of_kind(*data.PUBLISHED, where=acquired),
     params:
         dataset="{dataset}",
+        kind=lambda wildcards: DATASETS[wildcards.dataset]["kind"],
         source=source_cfg,
         downloads="data/{dataset}/downloads",
+        policy=config["acquire"]["policy"],
+        lock=config["acquire"]["lock"],
     log:
         "logs/{dataset}/acquire_dataset.log",
     benchmark:

@@ -36,13 +36,16 @@ TYPES = {"noise": ("awgn", "AWGN"), "blur": ("blur", "BLUR"), "contrast": ("cont
 
 SOURCE = DatasetSource(
     homepage=HOMEPAGE,
-    files=(RemoteFile("src_imgs.zip", "https://s2.smu.edu/~eclarson/csiq/src_imgs.zip"),
-           RemoteFile("dst_imgs.zip", "https://s2.smu.edu/~eclarson/csiq/dst_imgs.zip"),
-           RemoteFile(LABELS, f"https://s2.smu.edu/~eclarson/csiq/{LABELS}", extract=False)),
+    files=(RemoteFile("src_imgs.zip", "https://s2.smu.edu/~eclarson/csiq/src_imgs.zip", size=23_600_000),
+           RemoteFile("dst_imgs.zip", "https://s2.smu.edu/~eclarson/csiq/dst_imgs.zip", size=681_000_000),
+           RemoteFile(LABELS, f"https://s2.smu.edu/~eclarson/csiq/{LABELS}", extract=False, size=1_000_000)),
     layout=(LABELS, "src_imgs", "dst_imgs"),
     licence="no licence stated on the CSIQ page (Larson & Chandler, JEI 2010); cite the paper",
     redistributable=False,
     how_to_obtain=f"download src_imgs.zip, dst_imgs.zip and {LABELS} from {HOMEPAGE} (no form)",
+    served_openly=True,
+    # Sizes are upper bounds (no published size): 30 + 866 PNGs of 512x512 RGB, at most 786 KB of pixels each.
+    unpacked_size=705_000_000,
     citation=('E. C. Larson and D. M. Chandler, "Most apparent distortion: full-reference image quality assessment '
               'and the role of strategy", Journal of Electronic Imaging 19(1), 2010'),
 )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import http.client
+import io
+import logging
 import lzma
 import os
 import re
 import shutil
 import ssl
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -17,14 +20,18 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import TextIO
 
 import py7zr
 import rarfile
 from tqdm import tqdm
 
+from qfm_iqm.data.lock import DigestLock
+from qfm_iqm.data.plan import POLICIES, automatic, needs
 from qfm_iqm.data.sources import DatasetSource, RemoteFile
 from qfm_iqm.io import InputError, atomic_path, sha256sum
 
+log = logging.getLogger(__name__)
 ARCHIVE_SUFFIXES = {
     ".zip": "zip",
     ".tar": "tar",
@@ -56,17 +63,20 @@ class ManualDownloadRequired(InputError):
 
 
 def fetch(
-    url: str, dest: Path, sha256: str, *, timeout: float = 60.0, retries: int = 5, chunk_size: int = 1 << 20
-) -> Path:
-    """Download ``url`` to ``dest`` and verify its SHA-256; resumable (``<dest>.part``) and atomic.
+    url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0, retries: int = 5, chunk_size: int = 1 << 20
+) -> str:
+    """Download ``url`` to ``dest``, verify its SHA-256 and return it; resumable (``<dest>.part``) and atomic.
 
-    An existing ``dest`` with the right digest is kept as is. Broken connections are retried up to
+    ``sha256=None`` trusts what arrives (first use; the caller locks the digest). An existing ``dest`` with the
+    right digest (or any, when none is expected) is kept as is. Broken connections are retried up to
     ``retries`` times, each resuming where the last stopped.
     """
     dest = Path(dest)
-    expected = sha256.lower()
-    if dest.is_file() and sha256sum(dest) == expected:
-        return dest
+    expected = sha256.lower() if sha256 else None
+    if dest.is_file():
+        actual = sha256sum(dest)
+        if expected in (None, actual):
+            return actual
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     failures = 0
@@ -77,7 +87,7 @@ def fetch(
             break
         except urllib.error.HTTPError as err:
             if err.code == 416 and part.exists():  # nothing left to send: .part is the whole file, or garbage
-                if sha256sum(part) == expected:
+                if expected and sha256sum(part) == expected:
                     break
                 part.unlink()
                 continue
@@ -92,14 +102,14 @@ def fetch(
             progressed = part.exists() and part.stat().st_size > before
             time.sleep(0.0 if progressed else min(2.0**failures, 30.0))
     actual = sha256sum(part)
-    if actual != expected:
+    if expected and actual != expected:
         part.unlink()
         raise InputError(
             f"checksum mismatch for {url} (downloading to {dest}): expected sha256 {expected}, got {actual}; "
-            "the download was deleted, rerun to try again"
+            "the download was deleted"
         )
     os.replace(part, dest)
-    return dest
+    return actual
 
 
 def _stream(url: str, part: Path, timeout: float, chunk_size: int) -> None:
@@ -126,7 +136,7 @@ def _stream(url: str, part: Path, timeout: float, chunk_size: int) -> None:
                 unit_scale=True,
                 unit_divisor=1024,
                 desc=part.name.removesuffix(".part"),
-                disable=None,
+                **_progress_output(),
             ) as bar,
         ):
             received = 0
@@ -136,6 +146,26 @@ def _stream(url: str, part: Path, timeout: float, chunk_size: int) -> None:
                 bar.update(len(chunk))
     if remaining is not None and received < remaining:
         raise ConnectionError(f"connection closed after {offset + received} of {total} bytes")
+
+
+class _Lines(io.TextIOBase):
+    """A progress bar's output for a log file: every redraw on a line of its own, instead of after a carriage return."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if line := text.replace("\r", "").strip():
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        return len(text)
+
+
+def _progress_output() -> dict:
+    """tqdm settings: a live bar on a terminal; in a job's log, one line with size, rate and ETA every 10 s."""
+    if sys.stderr.isatty():
+        return {}
+    return {"file": _Lines(sys.stderr), "mininterval": 10.0, "ascii": True, "ncols": 100}
 
 
 def extract(archive: Path, dest: Path) -> None:
@@ -234,37 +264,63 @@ def _merge(src: Path, dst: Path) -> None:
         os.replace(entry, target)
 
 
-def acquire(dataset: str, source: DatasetSource, raw_dir: Path, downloads_dir: Path, root: Path) -> None:
+def acquire(
+    dataset: str,
+    source: DatasetSource,
+    raw_dir: Path,
+    downloads_dir: Path,
+    root: Path,
+    *,
+    lock: DigestLock | None = None,
+    kind: str | None = None,
+    policy: str = "tofu",
+) -> dict[str, str]:
     """Make ``dataset`` present in its official layout at ``root``.
 
-    Nothing happens if the layout is already there. Otherwise the official files are taken from
-    ``downloads_dir`` (verified) or downloaded when their URL and SHA-256 are known, then extracted into
-    ``raw_dir``; files that can be obtained only by hand raise ManualDownloadRequired saying what to do.
+    Nothing happens if the layout is already there. Otherwise each official file is taken from
+    ``downloads_dir`` or downloaded, then extracted into ``raw_dir``. A file is verified against its pinned
+    SHA-256 (the source record's, else the ``lock`` entry of ``kind``/name). Without one, a file of a dataset
+    served openly is downloaded under ``policy="tofu"`` and its digest written to the lock; so is a file
+    put in ``downloads_dir`` by hand. Files that can be obtained only by hand raise ManualDownloadRequired,
+    saying what to do. Returns the SHA-256 of every file used (nothing when the layout was already there).
     """
     raw_dir, downloads_dir, root = Path(raw_dir), Path(downloads_dir), Path(root)
+    kind = kind or dataset
+    if policy not in POLICIES:
+        raise InputError(f"{dataset}: unknown acquire.policy {policy!r} (expected one of {', '.join(POLICIES)})")
     if not _missing(root, source.layout):
-        return
-    absent = []
+        return {}
+    present = frozenset(f.name for f in source.files if (downloads_dir / f.name).exists())
+    log.info("%s: acquiring %s into %s: %s; %s free there", dataset, ", ".join(f.name for f in source.files),
+             raw_dir, needs(source, kind, lock, present).describe(), _free(raw_dir))
+    absent, digests = [], {}
     for f in source.files:
         path = downloads_dir / f.name
+        pinned, where = _pin(dataset, kind, f, lock)
         if path.exists():
-            if f.sha256 and (actual := sha256sum(path)) != f.sha256.lower():
+            digests[f.name] = actual = sha256sum(path)
+            if pinned and actual != pinned:
                 raise InputError(
-                    f"{dataset}: {path} has sha256 {actual} but the official {f.name} has {f.sha256.lower()}; "
+                    f"{dataset}: {path} has sha256 {actual} but {where} has {pinned}; "
                     "replace it with the official file (it was left in place)"
                 )
-        elif f.url and f.sha256:
+            if not pinned and lock:
+                _lock(lock, kind, f, path, actual, "put there by hand")
+        elif automatic(f, source, pinned, policy if lock else "strict"):
             try:
-                fetch(f.url, path, f.sha256)
+                digests[f.name] = digest = fetch(f.url, path, pinned)
             except InputError as err:
+                hint = "" if f.sha256 or not pinned else f" ({where}; delete it only if the publisher changed the file)"
                 raise InputError(
-                    f"{dataset}: {err}; alternatively download it yourself to {path.resolve()} and "
+                    f"{dataset}: {err}{hint}; alternatively download it yourself to {path.resolve()} and "
                     "rerun the same command"
                 ) from err
+            if not pinned:
+                _lock(lock, kind, f, path, digest, "downloaded, trusted on first use")
         else:
             absent.append(f)
     if absent:
-        raise ManualDownloadRequired(_manual_message(dataset, source, absent, downloads_dir, root))
+        raise ManualDownloadRequired(_manual_message(dataset, source, absent, downloads_dir, root, policy))
     for f in source.files:
         path = downloads_dir / f.name
         if f.extract:
@@ -278,6 +334,35 @@ def acquire(dataset: str, source: DatasetSource, raw_dir: Path, downloads_dir: P
             f"these official paths are still missing: {', '.join(str(p) for p in still)}; "
             "are these the official files?"
         )
+    return digests
+
+
+def _pin(dataset: str, kind: str, f: RemoteFile, lock: DigestLock | None) -> tuple[str | None, str]:
+    """The digest ``f`` must have and where it is pinned: the source record (or config), else the lock."""
+    entry = lock.get(kind, f.name) if lock else None
+    record = f.sha256.lower() if f.sha256 else None
+    if record and entry and entry.sha256 != record:
+        raise InputError(
+            f"{dataset}: the config pins sha256 {record} for {f.name}, but the lock entry {lock.where(kind, f.name)} "
+            f"has {entry.sha256}; remove one of them"
+        )
+    if record:
+        return record, f"the official {f.name}"
+    if entry:
+        return entry.sha256, f"the lock entry {lock.where(kind, f.name)}"
+    return None, ""
+
+
+def _lock(lock: DigestLock, kind: str, f: RemoteFile, path: Path, digest: str, how: str) -> None:
+    entry = lock.record(kind, f.name, digest, path.stat().st_size, f.url)
+    if entry.sha256 != digest:  # another job locked a different file meanwhile
+        raise InputError(f"{path} has sha256 {digest} but the lock entry {lock.where(kind, f.name)} has {entry.sha256}")
+    log.info("%s (%s): sha256 %s, %d bytes; locked in %s", f.name, how, digest, entry.size, lock.path)
+
+
+def _free(folder: Path) -> str:
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    return f"{shutil.disk_usage(existing).free / 1e9:.1f} GB"
 
 
 def _missing(root: Path, layout: tuple[str, ...]) -> list[Path]:
@@ -285,7 +370,7 @@ def _missing(root: Path, layout: tuple[str, ...]) -> list[Path]:
 
 
 def _manual_message(
-    dataset: str, source: DatasetSource, absent: list[RemoteFile], downloads_dir: Path, root: Path
+    dataset: str, source: DatasetSource, absent: list[RemoteFile], downloads_dir: Path, root: Path, policy: str
 ) -> str:
     lines = [f"{dataset}: these official files must be obtained by hand:"]
     lines += [f"  - {f.name}  " + (f"from {f.url}" if f.url else f"via {source.homepage}") for f in absent]
@@ -297,7 +382,15 @@ def _manual_message(
         f"Put them, named exactly as above, in {downloads_dir.resolve()}",
         f"or put the already-extracted official layout under {root} instead, so that {proof} exist;",
         "then rerun the same command.",
-        "(A file without an authoritative sha256 is never downloaded automatically; to enable the download,",
-        f"set its sha256 under the config key datasets.{dataset}.files.)",
     ]
+    if source.served_openly and policy == "strict":
+        lines += [
+            "(acquire.policy is strict: a file without a pinned sha256 is not downloaded; set acquire.policy: tofu",
+            f"to download it and lock its digest, or set its sha256 under the config key datasets.{dataset}.files.)",
+        ]
+    else:
+        lines += [
+            "(A file without an authoritative sha256 is never downloaded automatically; to enable the download,",
+            f"set its sha256 under the config key datasets.{dataset}.files.)",
+        ]
     return "\n".join(lines)

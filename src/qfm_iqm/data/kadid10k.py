@@ -37,12 +37,15 @@ TYPES = ("gaussian_blur", "lens_blur", "motion_blur", "color_diffusion", "color_
 
 SOURCE = DatasetSource(
     homepage=HOMEPAGE,
-    files=(RemoteFile("kadid10k.zip", "https://datasets.vqa.mmsp-kn.de/archives/kadid10k.zip"),),
+    files=(RemoteFile("kadid10k.zip", "https://datasets.vqa.mmsp-kn.de/archives/kadid10k.zip", size=3_067_408_471),),
     layout=(LABELS, "images"),
     subdir="kadid10k",
     licence="free for the research community (KADID-10k page, no formal licence); images from Pixabay",
     redistributable=False,
     how_to_obtain=f"download kadid10k.zip from {HOMEPAGE} (no form)",
+    served_openly=True,
+    # Size: the Content-Length third parties report; the PNGs inside are stored, so unpacked is about the same.
+    unpacked_size=3_070_000_000,
     citation=('H. Lin, V. Hosu and D. Saupe, "KADID-10k: A Large-scale Artificially Distorted IQA Database", QoMEX '
               '2019'),
 )

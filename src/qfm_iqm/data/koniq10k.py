@@ -28,15 +28,20 @@ PARTS = {"training": "train", "validation": "val", "test": "test"}
 
 SOURCE = DatasetSource(
     homepage=HOMEPAGE,
-    files=(RemoteFile("koniq10k_512x384.zip", f"{ARCHIVES}/koniq10k_512x384.zip"),
-           RemoteFile("koniq10k_scores_and_distributions.zip", f"{ARCHIVES}/koniq10k_scores_and_distributions.zip"),
-           RemoteFile(SETS, f"https://raw.githubusercontent.com/subpic/koniq/master/metadata/{SETS}", extract=False)),
+    files=(RemoteFile("koniq10k_512x384.zip", f"{ARCHIVES}/koniq10k_512x384.zip", size=767_000_000),
+           RemoteFile("koniq10k_scores_and_distributions.zip", f"{ARCHIVES}/koniq10k_scores_and_distributions.zip",
+                      size=1_000_000),
+           RemoteFile(SETS, f"https://raw.githubusercontent.com/subpic/koniq/master/metadata/{SETS}", extract=False,
+                      size=1_000_000)),
     layout=(LABELS, "512x384"),
     licence="free for the research community (KonIQ-10k page, no formal licence); YFCC100M photos under their own "
             "Creative Commons licences",
     redistributable=False,
     how_to_obtain=f"download the 512x384 images and the scores from {HOMEPAGE} (no form) and the split file from "
                   "https://github.com/subpic/koniq (metadata/)",
+    served_openly=True,
+    # Sizes: the images archive as reported by third parties (767 MB); the two tables at most 1 MB each.
+    unpacked_size=770_000_000,
     citation=('V. Hosu, H. Lin, T. Sziranyi and D. Saupe, "KonIQ-10k: An Ecologically Valid Database for Deep '
               'Learning of Blind Image Quality Assessment", IEEE TIP 29, 2020'),
 )

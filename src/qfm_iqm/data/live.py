@@ -32,7 +32,7 @@ SCORE_FILES = {"dmos": ("dmos.mat", "dmos"), "dmos_realigned": ("dmos_realigned.
 
 SOURCE = DatasetSource(
     homepage=HOMEPAGE,
-    files=(RemoteFile("databaserelease2.zip", None),),  # password-protected zip
+    files=(RemoteFile("databaserelease2.zip", None, size=700_000_000),),  # password-protected zip
     layout=("dmos.mat", "refnames_all.mat", "refimgs", *(name for name, _ in FOLDERS)),
     subdir="databaserelease2",
     licence="LIVE copyright notice (UT Austin): use, copy, modify, distribute for any purpose if the notice "
@@ -40,6 +40,8 @@ SOURCE = DatasetSource(
     redistributable=False,
     how_to_obtain=f"request the password with the form at {HOMEPAGE}, then download "
                   "http://live.ece.utexas.edu/research/quality/release2/databaserelease2.zip",
+    # Sizes: the archive as third parties describe it (~700 MB); unpacked, at most 1011 BMPs of 768x512.
+    unpacked_size=1_200_000_000,
     citation=('H. R. Sheikh, M. F. Sabir and A. C. Bovik, "A Statistical Evaluation of Recent Full Reference Image '
               'Quality Assessment Algorithms", IEEE TIP 15(11), 2006'),
 )

@@ -15,13 +15,17 @@ from qfm_iqm.io import InputError
 HOMEPAGE = "https://live.ece.utexas.edu/research/ChallengeDB/index.html"
 SOURCE = DatasetSource(
     homepage=HOMEPAGE,
-    files=(RemoteFile("ChallengeDB_release.zip", "https://live.ece.utexas.edu/research/ChallengeDB/ChallengeDB_release.zip"),),
+    files=(RemoteFile("ChallengeDB_release.zip", "https://live.ece.utexas.edu/research/ChallengeDB/ChallengeDB_release.zip",
+                      size=430_000_000),),
     layout=("Data/AllImages_release.mat", "Data/AllMOS_release.mat", "Images", "README.txt"),
     subdir="ChallengeDB_release",
     licence="LIVE copyright notice: use, copy and distribute for any purpose with the notice (README.txt) and citation",
     redistributable=True,
     how_to_obtain=f"download ChallengeDB_release.zip from {HOMEPAGE}",
     notice="README.txt",
+    served_openly=True,
+    # Sizes: unpacked, 627 JPEGs (22.7 MB) and 542 BMPs of 500x500 (750 KB each); the zip is at most that.
+    unpacked_size=430_000_000,
     citation=('D. Ghadiyaram and A. C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective '
               'Picture Quality", IEEE TIP 25(1), 2016; "LIVE In the Wild Image Quality Challenge Database", '
               'http://live.ece.utexas.edu/research/ChallengeDB/index.html, 2015'),

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 class RemoteFile:
     """One file the official source serves.
 
-    ``sha256`` is recorded only from an authoritative source; without it the file is never
-    downloaded automatically (manual mode), because an unverified archive cannot be trusted.
+    ``sha256`` is recorded only from an authoritative source. Without it, a file of a dataset that is
+    ``served_openly`` is downloaded on first use and its digest locked (``qfm_iqm.data.lock``); any other
+    file must be obtained by hand (manual mode).
     """
 
     name: str  # the file's name as served, and its name under data/<dataset>/downloads/
     url: str | None  # official address; None where a licence form or a drive link stands between
     sha256: str | None = None
     extract: bool = True  # an archive to unpack into data/<dataset>/raw/
+    size: int | None = None  # approximate bytes as served, for stating disk and time; None: not published
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,5 @@ class DatasetSource:
     how_to_obtain: str = ""  # e.g. "fill in the request form at <homepage>"
     notice: str = ""  # the copyright notice that must travel with copies and models, relative to the dataset root
     citation: str = ""  # how the dataset asks to be cited
+    served_openly: bool = False  # every file is at its URL without a form: trust on first use may download it
+    unpacked_size: int | None = None  # approximate bytes of the unpacked official layout; None: not published

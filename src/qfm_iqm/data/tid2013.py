@@ -41,11 +41,14 @@ TYPES = ("additive_gaussian_noise", "additive_noise_in_color_components", "spati
 
 SOURCE = DatasetSource(
     homepage=HOMEPAGE,
-    files=(RemoteFile("tid2013.rar", "http://www.ponomarenko.info/tid2013/tid2013.rar"),),
+    files=(RemoteFile("tid2013.rar", "http://www.ponomarenko.info/tid2013/tid2013.rar", size=913_000_000),),
     layout=(LABELS, "distorted_images", "reference_images"),
     licence="no licence stated on the TID2013 page (Ponomarenko et al., SPIC 2015); cite the paper",
     redistributable=False,
     how_to_obtain=f"download tid2013.rar from {HOMEPAGE} (no form) and unpack it",
+    served_openly=True,
+    # Sizes: the archive as reported by third parties (908-913 MB); unpacked, 3025 BMPs of 512x384 at 24 bits.
+    unpacked_size=1_785_000_000,
     citation=('N. Ponomarenko et al., "Image database TID2013: Peculiarities, results and perspectives", Signal '
               'Processing: Image Communication 30, 2015'),
 )
