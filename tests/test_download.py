@@ -337,7 +337,7 @@ def open_source(server: FileServer, made: dict[str, bytes], **kw) -> DatasetSour
 def acquire_in(clone: Path, source: DatasetSource, **kw) -> dict[str, str]:
     """Acquire the toy dataset in a checkout at ``clone``, with its lock file at ``config/datasets.lock.yaml``."""
     raw = clone / "data/toy/raw"
-    return acquire("toy", source, raw, clone / "data/toy/downloads", raw / "toy",
+    return acquire("toy", source, raw, clone / "data/toy/downloads", raw / source.subdir,
                    lock=DigestLock(clone / "config/datasets.lock.yaml"), **kw)
 
 
@@ -492,3 +492,14 @@ def test_the_plan_uses_the_locked_sizes(tmp_path: Path) -> None:
     lock.record("kadid10k", "kadid10k.zip", sha(b"k"), 2_500_000_000, None)
     text = plan_text([("kadid", "kadid10k", KINDS["kadid10k"].source)], lock, "strict")
     assert "2.50 GB" in text.splitlines()[2] and text.splitlines()[2].endswith("yes")
+
+
+@pytest.mark.parametrize("kind", ["live", "spaq", "livefb"])
+def test_datasets_that_need_a_person_stay_in_manual_mode(kind: str, tmp_path: Path) -> None:
+    source = KINDS[kind].source  # LIVEFB's repository archive has a URL, but the images need its notebook
+    with pytest.raises(ManualDownloadRequired) as err:
+        acquire_in(tmp_path, source, kind=kind)
+    message = str(err.value)
+    assert source.how_to_obtain in message and "never downloaded automatically" in message
+    assert all(f"  - {f.name}  " in message for f in source.files)
+    assert not (tmp_path / "config/datasets.lock.yaml").exists()
