@@ -4,6 +4,7 @@ import sys
 from qfm_iqm.data import registry as data
 from qfm_iqm.data.lock import DigestLock
 from qfm_iqm.data.plan import plan_text
+from qfm_iqm.data.sources import with_files
 from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
                              split_variants, validate)
 
@@ -47,10 +48,16 @@ def acquired(cfg):
     return "root" not in cfg
 
 
+def dataset_source(name):
+    """Where a published dataset comes from: its kind's official source, with the configured ``files`` instead."""
+    cfg = DATASETS[name]
+    return with_files(data.KINDS[cfg["kind"]].source, cfg.get("files"))
+
+
 def state_acquisition_plan():
     """Before any work, print what acquiring the datasets still missing will download and unpack (also in a dry
     run), from the sizes in their source records and the lock."""
-    todo = [(name, cfg["kind"], data.KINDS[cfg["kind"]].source) for name, cfg in DATASETS.items()
+    todo = [(name, cfg["kind"], dataset_source(name)) for name, cfg in DATASETS.items()
             if cfg["kind"] in data.PUBLISHED and acquired(cfg) and not os.path.exists(f"data/{name}/raw/acquired.json")]
     if todo and workflow.is_main_process:
         print(plan_text(todo, DigestLock(config["acquire"]["lock"]), config["acquire"]["policy"]), file=sys.stderr)
@@ -63,13 +70,10 @@ def dataset_root(name):
 
 
 def source_cfg(wildcards):
-    """What acquiring a dataset depends on: its official source, with the configured ``files`` instead."""
-    cfg = DATASETS[wildcards.dataset]
-    source = dataclasses.asdict(data.KINDS[cfg["kind"]].source)
+    """What acquiring a dataset depends on: its source (``dataset_source``) as a plain mapping."""
+    source = dataclasses.asdict(dataset_source(wildcards.dataset))
     for key in ("notice", "citation"):  # what travels with a trained model, not how the files are acquired
         source.pop(key)
-    if "files" in cfg:
-        source["files"] = [{"extract": True, **f} for f in cfg["files"]]
     return source
 
 

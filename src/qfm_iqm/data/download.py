@@ -289,6 +289,7 @@ def acquire(
     if policy not in POLICIES:
         raise InputError(f"{dataset}: unknown acquire.policy {policy!r} (expected one of {', '.join(POLICIES)})")
     if not _missing(root, source.layout):
+        log.info("%s: the official layout is already at %s; nothing to acquire", dataset, root)
         return {}
     present = frozenset(f.name for f in source.files if (downloads_dir / f.name).exists())
     log.info("%s: acquiring %s into %s: %s; %s free there", dataset, ", ".join(f.name for f in source.files),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -36,3 +36,13 @@ class DatasetSource:
     citation: str = ""  # how the dataset asks to be cited
     served_openly: bool = False  # every file is at its URL without a form: trust on first use may download it
     unpacked_size: int | None = None  # approximate bytes of the unpacked official layout; None: not published
+
+
+def with_files(source: DatasetSource, files: list[dict] | None) -> DatasetSource:
+    """``source`` with configured ``files`` (a mirror, or pinned checksums) instead of its own; a file named as an
+    official one keeps its recorded size."""
+    if not files:
+        return source
+    sizes = {f.name: f.size for f in source.files}
+    return replace(source, files=tuple(RemoteFile(**{"extract": True, "size": sizes.get(f["name"]), **f})
+                                       for f in files))
