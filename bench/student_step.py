@@ -2,8 +2,10 @@
 
 Random features with the shapes of a LIVEC split (930 training images x 5 crops x 2304 dims,
 400 pool images) by default; each configuration trains one epoch and reports ms per step.
+``--precision bf16`` runs the forward passes under bfloat16 autocast; ``--profile`` then prints where the
+full student's step time goes (torch.profiler, operators by their own CPU time).
 
-    python bench/student_step.py
+    python bench/student_step.py [--precision fp32|bf16] [--profile]
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2304)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow gives a student 1)")
+    parser.add_argument("--precision", choices=sorted(train.PRECISIONS), default="fp32")
+    parser.add_argument("--profile", action="store_true", help="profile one epoch of the full student")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -43,17 +47,22 @@ def main() -> None:
     partners = rng.integers(0, args.images, args.images)
     steps = -(-args.images * args.crops // args.batch_size)
     print(f"{args.images} images x {args.crops} crops x {args.dim} dims, batch {args.batch_size}, "
-          f"{steps} steps/epoch, {args.threads} thread(s)")
+          f"{steps} steps/epoch, {args.threads} thread(s), {args.precision}")
     warm_up = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size)
     train.train(QualityModel(args.dim, head="mlp", hidden=512, gate=True), x[:256], y[:256], warm_up)
     for name, extra in CONFIGS.items():
         cfg = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size,
-                                loss="smooth_l1_plcc", **extra)
+                                loss="smooth_l1_plcc", precision=args.precision, **extra)
         model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True)
         started = time.perf_counter()
         train.train(model, x, y, cfg, x_pool=x_pool, y_pool=y_pool, partners=partners)
         seconds = time.perf_counter() - started
         print(f"{name:34s} {1000 * seconds / steps:7.2f} ms/step  {seconds:6.2f} s/epoch")
+    if args.profile:
+        model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            train.train(model, x, y, cfg, x_pool=x_pool, y_pool=y_pool, partners=partners)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40))
 
 
 if __name__ == "__main__":

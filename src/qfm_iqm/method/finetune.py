@@ -31,11 +31,14 @@ from qfm_iqm.io import atomic_path, read_rgb
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import BackboneBottom, from_spec, with_top
 from qfm_iqm.method.train import (
-    LOSS_TERMS,
     LOSSES,
     TrainConfig,
+    as_float,
+    autocast,
     clean_and_noisy,
+    epoch_means,
     log_epoch,
+    new_totals,
     one_cycle,
     optimise,
     partner_rows,
@@ -196,28 +199,30 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
         for epoch in range(cfg.epochs):
             started = time.perf_counter()
             _train_mode(model, cfg.freeze_bn_stats)
-            totals = dict.fromkeys(LOSS_TERMS, 0.0)
+            totals = new_totals()
             for idx in (torch.randperm(samples, generator=gen) % len(train)).split(cfg.batch_size):
                 n, batch = len(idx), crops_of(paths, idx)
                 if distil:
                     pidx = torch.randint(len(pool_paths), (n,), generator=gen)
                     batch = torch.cat([batch, crops_of(pool_paths, pidx)])
-                feats = model.features(batch)
                 noisy = kd_pred = kd_target = None
-                if match:
-                    rows = partner_rows(partner_of, idx, cfg.partner_draw, gen)
-                    with torch.no_grad():
-                        noise = model.features(crops_of(bank_paths, rows.reshape(-1)))
-                    pred, noisy = clean_and_noisy(model.quality, feats[:n], noise.view(*rows.shape, -1), cfg.eps,
-                                                  cfg.noise_form)
-                else:
-                    pred = model.quality(feats[:n])
-                if distil:
-                    kd_pred, kd_target = model.quality(feats[n:]), pool_y[pidx].to(device)
-                terms = qfm_loss(loss_fn, cfg, y[idx].to(device), pred, noisy, kd_pred, kd_target)
+                with autocast(device, cfg.precision):
+                    feats = model.features(batch)
+                    if match:
+                        rows = partner_rows(partner_of, idx, cfg.partner_draw, gen)
+                        with torch.no_grad():
+                            noise = model.features(crops_of(bank_paths, rows.reshape(-1)))
+                        pred, noisy = clean_and_noisy(model.quality, feats[:n], noise.view(*rows.shape, -1), cfg.eps,
+                                                      cfg.noise_form)
+                    else:
+                        pred = model.quality(feats[:n])
+                    if distil:
+                        kd_pred, kd_target = model.quality(feats[n:]), pool_y[pidx].to(device)
+                terms = qfm_loss(loss_fn, cfg, y[idx].to(device), *as_float(pred, noisy, kd_pred), kd_target)
                 optimise(opt, sched, terms, totals, steps_per_epoch)
-            history.append({"epoch": epoch + 1, **totals, "seconds": time.perf_counter() - started})
-            log_epoch(epoch + 1, cfg.epochs, totals, f" {history[-1]['seconds']:.1f}s")
+            means = epoch_means(totals)
+            history.append({"epoch": epoch + 1, **means, "seconds": time.perf_counter() - started})
+            log_epoch(epoch + 1, cfg.epochs, means, f" {history[-1]['seconds']:.1f}s")
     with torch.no_grad():
         model.eval()
         model.quality.calibrate(_over_crops(model.features, train, centre, cfg.batch_size, device), y.to(device))

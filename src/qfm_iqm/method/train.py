@@ -65,6 +65,7 @@ class TrainConfig:
     noise_form: str = "add"  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
     partner_draw: str = "mean"  # with several partners per image: "mean" of them, or "sample" one per step
     crops_per_epoch: int = 0  # random crops per image and epoch; 0: every crop
+    precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (weights and optimiser stay fp32)
 
 
 LOSS_TERMS = ["loss", "loss_clean", "loss_adv", "loss_sens", "loss_kd"]
@@ -89,14 +90,34 @@ def qfm_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg:
 
 
 def optimise(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-             terms: dict[str, torch.Tensor], totals: dict[str, float], steps_per_epoch: int) -> None:
-    """One optimiser and scheduler step on ``terms["loss"]``; adds the terms' epoch means to ``totals``."""
+             terms: dict[str, torch.Tensor], totals: dict[str, torch.Tensor], steps_per_epoch: int) -> None:
+    """One optimiser and scheduler step on ``terms["loss"]``; adds the terms' epoch means to ``totals``, as
+    tensors: reading them (``epoch_means``) once an epoch spares a device sync per term and step."""
     opt.zero_grad()
     terms["loss"].backward()
     opt.step()
     sched.step()
     for k, v in terms.items():
-        totals[k] += v.item() / steps_per_epoch
+        totals[k] = totals[k] + v.detach().double() / steps_per_epoch
+
+
+def new_totals() -> dict[str, torch.Tensor]:
+    return {k: torch.zeros((), dtype=torch.float64) for k in LOSS_TERMS}
+
+
+def epoch_means(totals: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in totals.items()}
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The forward passes' precision context: bfloat16 autocast for ``bf16``, a no-op for ``fp32``."""
+    if precision not in PRECISIONS:
+        raise KeyError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=PRECISIONS[precision] or torch.bfloat16,
+                          enabled=PRECISIONS[precision] is not None)
 
 
 def log_epoch(epoch: int, epochs: int, totals: dict[str, float], suffix: str = "") -> None:
@@ -193,25 +214,33 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     model.train()
+    device = next(model.parameters()).device
     for epoch in range(cfg.epochs):
-        totals = dict.fromkeys(LOSS_TERMS, 0.0)
+        totals = new_totals()
         for idx in epoch_samples(len(x), n_crops, cfg.crops_per_epoch, gen).split(cfg.batch_size):
             noisy = kd_pred = kd_target = None
-            if match:
-                rows = partner_rows(partner_of, idx // n_crops, cfg.partner_draw, gen)
-                crop = torch.randint(bank.shape[1], rows.shape, generator=gen)
-                pred, noisy = clean_and_noisy(model, xs[idx], bank[rows, crop], cfg.eps, cfg.noise_form)
-            else:
-                pred = model(xs[idx])
-            if distil:
-                pidx = torch.randint(len(xp), (len(idx),), generator=gen)
-                kd_pred, kd_target = model(xp[pidx]), yp[pidx]
-            terms = qfm_loss(loss_fn, cfg, ys[idx], pred, noisy, kd_pred, kd_target)
+            with autocast(device, cfg.precision):
+                if match:
+                    rows = partner_rows(partner_of, idx // n_crops, cfg.partner_draw, gen)
+                    crop = torch.randint(bank.shape[1], rows.shape, generator=gen)
+                    pred, noisy = clean_and_noisy(model, xs[idx], bank[rows, crop], cfg.eps, cfg.noise_form)
+                else:
+                    pred = model(xs[idx])
+                if distil:
+                    pidx = torch.randint(len(xp), (len(idx),), generator=gen)
+                    kd_pred, kd_target = model(xp[pidx]), yp[pidx]
+            terms = qfm_loss(loss_fn, cfg, ys[idx], *as_float(pred, noisy, kd_pred), kd_target)
             optimise(opt, sched, terms, totals, steps_per_epoch)
-        history.append({"epoch": epoch + 1, **totals})
-        log_epoch(epoch + 1, cfg.epochs, totals)
+        means = epoch_means(totals)
+        history.append({"epoch": epoch + 1, **means})
+        log_epoch(epoch + 1, cfg.epochs, means)
     model.calibrate(xs, ys)
     return pd.DataFrame(history)
+
+
+def as_float(*preds: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Predictions in fp32 for the loss (autocast may have made them bf16); absent ones stay None."""
+    return tuple(None if p is None else p.float() for p in preds)
 
 
 @torch.inference_mode()
