@@ -222,7 +222,7 @@ def test_a_failing_compiler_falls_back_to_eager(tiny_bundle: Path, tmp_path: Pat
         return fails
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr("qfm_iqm.deploy.scorer.compiler_available", lambda: True)
+    monkeypatch.setattr("qfm_iqm.features.compiler_available", lambda: True)
     scorer = load_model(tiny_bundle, compile="on")
     np.testing.assert_array_equal(scorer(paths, scale="raw"), want)
     assert scorer.compile == "off"

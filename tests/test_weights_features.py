@@ -14,7 +14,7 @@ from PIL import Image
 from qfm_iqm.backbone import create_backbone
 from qfm_iqm.data.photos import PHOTOS
 from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.features import CropRecipe, extract
+from qfm_iqm.features import CropRecipe, compiler_available, describe_crops, extract, pooled_describer
 from qfm_iqm.io import InputError, sha256sum
 from qfm_iqm.weights import convert_package_weights, package_checkpoint
 
@@ -82,6 +82,39 @@ def test_extract_gives_multiscale_features_per_crop(lite0: Path, tmp_path: Path)
     assert both.block_names[-1] == "global_final_mean" and whole.shape == (3, 2, 1280)
     np.testing.assert_array_equal(whole[:, 0], whole[:, 1])  # one whole-image view, joined to every crop
     assert not np.allclose(whole[:, 0], feats.block("final_mean")[:, 0], atol=1e-3)
+
+
+def test_the_input_pipeline_gives_the_same_features_whatever_its_workers_and_compile(
+        lite0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [write_image(tmp_path / f"{i}.png", (96 + 8 * i, 80), i) for i in range(5)]
+    meta = pd.DataFrame({"image_id": list("abcde"), "path": [str(p) for p in paths]})
+    describer, _, _ = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), CropRecipe(n=2, size=64))
+    here, _ = describe_crops(describer, meta, batch_size=4, workers=0)
+    apart, stats2 = describe_crops(describer, meta, batch_size=4, workers=2)  # 3 batches, the last one short
+    np.testing.assert_array_equal(here, apart)
+    assert stats2["workers"] == 2 and 0 <= stats2["data_wait"] < 1 and not stats2["compiled"]
+
+    def broken(module: torch.nn.Module, **kwargs: object) -> object:
+        def fails(*args: object) -> None:
+            raise RuntimeError("no compiler")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr("qfm_iqm.features.compiler_available", lambda: True)
+    fallback, stats3 = describe_crops(describer, meta, batch_size=4, compile=True)
+    np.testing.assert_array_equal(fallback, here)  # the compiler failed: eager, the same features
+    assert not stats3["compiled"]
+
+
+@pytest.mark.skipif(not compiler_available(), reason="torch.compile needs a C++ compiler")
+def test_compiled_extraction_matches_eager_within_float_tolerance(lite0: Path, tmp_path: Path) -> None:
+    paths = [write_image(tmp_path / f"{i}.png", (96, 80), i) for i in range(3)]
+    meta = pd.DataFrame({"image_id": list("abc"), "path": [str(p) for p in paths]})
+    describer, _, _ = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), CropRecipe(n=2, size=64))
+    eager, _ = describe_crops(describer, meta, batch_size=4, workers=0)
+    compiled, stats = describe_crops(describer, meta, batch_size=4, compile=True, workers=0)  # pads the last batch
+    assert stats["compiled"] and compiled.shape == eager.shape
+    np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
 def test_extract_names_a_corrupt_image(lite0: Path, tmp_path: Path) -> None:

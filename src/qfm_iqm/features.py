@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from tqdm import tqdm
 
 from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.io import read_rgb
+from qfm_iqm.io import InputError, read_rgb
+from qfm_iqm.loader import DataWait, default_workers, prepared_batches
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,34 @@ class CropRecipe:
         return [img.crop(box) for box in boxes]
 
 
+@dataclass(frozen=True)
+class Preprocess:
+    """An RGB image -> its normalised recipe crops, with timm's pixel ``mean`` and ``std``; small and picklable,
+    so that decoding processes can run it."""
+
+    recipe: CropRecipe
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def normalise(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """(N, 3, H, W) float input of N equally sized (H, W, 3) uint8 arrays."""
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+        return (batch - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
+
+    def __call__(self, img: Image.Image, image_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The normalised recipe crops (crops, 3, size, size), and the whole view when the recipe has one
+        (1, 3, H, W), else None. Crop positions are drawn from the recipe seed and ``image_id``."""
+        crops = self.normalise([np.asarray(c) for c in self.recipe.crops(img, image_id)])
+        return crops, self.normalise([np.asarray(img)]) if self.recipe.global_view else None
+
+    def file(self, item: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``self`` of an image file: ``item`` is (path, image id)."""
+        return self(read_rgb(item[0]), item[1])
+
+
 class Describer:
     """Images -> model inputs, the one preprocessing path of the pipeline and the scorer: each image's recipe
-    crops (``prepare``), normalised with timm's ``pixels`` config (mean, std), through ``module`` (``forward``),
+    crops (``prepare``, a ``Preprocess`` with timm's ``pixels`` config), through ``module`` (``forward``),
     as (crops, dim) rows of ``dtype``, the dtype the pipeline caches them in; with the recipe's global view the
     whole image's row (one forward pass at its native resolution) is joined to every crop's."""
 
@@ -63,19 +90,7 @@ class Describer:
         self.recipe, self.device, self.dtype = recipe, device, dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.module = module.to(device, memory_format=self.memory_format).eval()
-        self.mean = torch.tensor(pixels["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(pixels["std"]).view(1, 3, 1, 1)
-
-    def normalise(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        """(N, 3, H, W) float input of N equally sized (H, W, 3) uint8 arrays."""
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
-        return (batch - self.mean) / self.std
-
-    def prepare(self, img: Image.Image, image_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The normalised recipe crops of an RGB image (crops, 3, size, size), and its whole view when the
-        recipe has one (1, 3, H, W), else None. Crop positions are drawn from the recipe seed and ``image_id``."""
-        crops = self.normalise([np.asarray(c) for c in self.recipe.crops(img, image_id)])
-        return crops, self.normalise([np.asarray(img)]) if self.recipe.global_view else None
+        self.prepare = Preprocess(recipe, tuple(pixels["mean"]), tuple(pixels["std"]))
 
     def compiled(self) -> Describer:
         """This describer with its module through ``torch.compile`` (static shapes: feed it equal batches)."""
@@ -98,28 +113,69 @@ class Describer:
         return out
 
 
-def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 32) -> tuple[np.ndarray, dict]:
+class StaticForward:
+    """``describer.forward`` through ``torch.compile`` at one static batch of ``crops`` (a smaller last batch is
+    padded), or eagerly: when not ``enabled``, without a C++ compiler on the CPU, or once compiling fails."""
+
+    def __init__(self, describer: Describer, crops: int, enabled: bool) -> None:
+        self.eager, self.crops = describer, crops
+        self.compiled, self.failed = None, False  # failed: compiling was wanted and is impossible here
+        if enabled and torch.device(describer.device).type == "cpu" and not compiler_available():
+            log.warning("no C++ compiler for torch.compile: running the backbone eagerly")
+            self.failed = True
+        elif enabled:
+            self.compiled = describer.compiled()
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        if self.compiled is None:
+            return self.eager.forward(batch)
+        n = len(batch)
+        if n < self.crops:
+            batch = torch.cat([batch, batch.new_zeros(self.crops - n, *batch.shape[1:])])
+        try:
+            return self.compiled.forward(batch)[:n]
+        except Exception as err:  # noqa: BLE001 - any compiler failure: the eager module gives the same result
+            log.warning("torch.compile failed (%s): running the backbone eagerly", " ".join(str(err).split())[:200])
+            self.compiled, self.failed = None, True
+            return self.eager.forward(batch[:n])
+
+
+def compiler_available() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels here (it needs a C++ compiler)."""
+    return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
+
+
+def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 32, compile: bool = False,
+                   workers: int | None = None) -> tuple[np.ndarray, dict]:
     """``describer``'s rows for every image of ``meta`` (image_id, path), (images, crops, dim), and throughput
-    statistics; ``batch_size`` crops per forward pass."""
+    statistics; ``batch_size`` crops per forward pass (``compile``: through ``torch.compile``), the images
+    decoded and cropped by ``workers`` processes (default ``loader.default_workers``) while the backbone runs.
+    The statistics include ``data_wait``: the share of the time the backbone waited for images."""
     images_per_batch = max(1, batch_size // describer.recipe.n)
-    outputs, forward_s = [], 0.0
-    started = time.perf_counter()
-    for start in tqdm(range(0, len(meta), images_per_batch), desc="extract", unit="batch"):
-        rows = meta.iloc[start: start + images_per_batch]
-        prepared = [describer.prepare(read_rgb(p), str(i)) for p, i in zip(rows["path"], rows["image_id"], strict=True)]
+    forward = StaticForward(describer, images_per_batch * describer.recipe.n, compile)
+    workers = default_workers(describer.device) if workers is None else workers
+    items = list(zip(meta["path"], meta["image_id"].astype(str), strict=True))
+    clock, outputs, forward_s = DataWait(), [], 0.0
+    batches = prepared_batches(describer.prepare.file, items, images_per_batch, workers,
+                               torch.device(describer.device).type == "cuda", clock)
+    for prepared in tqdm(batches, total=-(-len(items) // images_per_batch), desc="extract", unit="batch"):
+        if errors := [error for _, _, error in prepared if error]:
+            raise InputError(errors[0])
         t0 = time.perf_counter()
-        crops = describer.forward(torch.cat([c for c, _ in prepared]))
-        whole = [describer.forward(w) for _, w in prepared if w is not None]
+        crops = forward(torch.cat([c for _, (c, _), _ in prepared]))
+        whole = [describer.forward(w) for _, (_, w), _ in prepared if w is not None]
         forward_s += time.perf_counter() - t0
         outputs.append(describer.join(crops, whole))
-    total_s = time.perf_counter() - started
+    total_s = clock.total_s
     n_crops = len(meta) * describer.recipe.n
     stats = {"images": len(meta), "crops": n_crops, "seconds": total_s, "forward_seconds": forward_s,
              "images_per_s": len(meta) / total_s, "crops_per_s": n_crops / total_s,
-             "forward_crops_per_s": n_crops / max(forward_s, 1e-9)}
+             "forward_crops_per_s": n_crops / max(forward_s, 1e-9), "data_wait": clock.fraction,
+             "workers": workers, "compiled": forward.compiled is not None}
     log.info("extracted %d images (%d crops) in %.1fs: %.1f images/s, %.1f crops/s end to end; "
-             "bare backbone forward %.1f crops/s", len(meta), n_crops, total_s, stats["images_per_s"],
-             stats["crops_per_s"], stats["forward_crops_per_s"])
+             "backbone forward %.1f crops/s (%s); data wait %.1f%% (%d decoding workers)", len(meta), n_crops,
+             total_s, stats["images_per_s"], stats["crops_per_s"], stats["forward_crops_per_s"],
+             "compiled" if stats["compiled"] else "eager", 100 * clock.fraction, workers)
     return np.concatenate(outputs), stats
 
 
@@ -134,8 +190,9 @@ def pooled_describer(backbone: torch.nn.Module, recipe: CropRecipe, channels_las
 
 
 def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
-            batch_size: int = 32, channels_last: bool = True, device: str = "cpu") -> tuple[FeatureSet, dict]:
-    """Features for every row of ``meta`` (columns image_id, path), and throughput statistics."""
+            batch_size: int = 32, channels_last: bool = True, device: str = "cpu",
+            compile: bool = False, workers: int | None = None) -> tuple[FeatureSet, dict]:
+    """Features for every row of ``meta`` (columns image_id, path), and throughput statistics (``describe_crops``)."""
     describer, names, sizes = pooled_describer(create_backbone(backbone, weights), recipe, channels_last, device)
-    features, stats = describe_crops(describer, meta, batch_size)
+    features, stats = describe_crops(describer, meta, batch_size, compile, workers)
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats

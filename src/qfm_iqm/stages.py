@@ -108,7 +108,7 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
     cfg = params.backbone
     weights = input.weights if cfg["weights"] == "package" else cfg["weights"]
     feats, stats = extract(meta, cfg["name"], weights, CropRecipe(**params.crops), cfg["batch_size"],
-                           cfg["channels_last"], cfg["device"])
+                           cfg["channels_last"], cfg["device"], cfg.get("compile", False))
     feats.save(output.features)
     write_json(stats, output.stats)
 
@@ -122,7 +122,7 @@ def extract_activations(input: NS, output: NS, params: NS) -> None:
     cfg = params.backbone
     weights = input.weights if cfg["weights"] == "package" else cfg["weights"]
     feats, stats = extract(meta, cfg["name"], weights, CropRecipe(**params.crops), params.from_block, cfg["batch_size"],
-                           cfg["channels_last"], cfg["device"])
+                           cfg["channels_last"], cfg["device"], cfg.get("compile", False))
     feats.save(output.activations)
     write_json(stats, output.stats)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import zlib
 from collections import deque
@@ -25,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from qfm_iqm.deploy.bundle import Bundle
-from qfm_iqm.features import CropRecipe, Describer, pooled_describer
+from qfm_iqm.features import CropRecipe, StaticForward, pooled_describer
 from qfm_iqm.io import InputError, read_rgb, upright_rgb
 from qfm_iqm.method.train import predict
 
@@ -87,11 +86,6 @@ def content_id(img: Image.Image) -> str:
     return f"px{zlib.crc32(img.tobytes()):08x}{img.width}x{img.height}"
 
 
-def compiler_available() -> bool:
-    """Whether ``torch.compile`` can build CPU kernels here (it needs a C++ compiler)."""
-    return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
-
-
 @dataclass(frozen=True)
 class Result:
     """One image's outcome, or its ``error``: ``raw``, the model's output on the normalised training scale (what
@@ -128,8 +122,7 @@ class Scorer:
         else:
             self.describer = pooled_describer(backbone, recipe, device=device)[0]
         self.images_per_batch = max(1, batch_size // recipe.n)
-        self._compiled: Describer | None = None
-        self._active = self.describer
+        self._forward = StaticForward(self.describer, self.images_per_batch * recipe.n, False)
         scale = bundle.info["scale"]
         self.low, self.high, self.higher_is_better = scale["min"], scale["max"], scale["higher_is_better"]
 
@@ -160,7 +153,7 @@ class Scorer:
     def score(self, loaders: Iterable[tuple[object, Callable[[], Image.Image], str | None]], total: int,
               progress: bool = False) -> Iterator[Result]:
         """Results of (key, image loader, id or None) items, in order."""
-        self._active = self._describer(total)
+        self._forward = self._forward_for(total)
         pending: list[Prepared] = []
         bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="image", desc="score")
         for item in _prefetch(self._prepare, loaders, 2 * self.images_per_batch):
@@ -171,17 +164,14 @@ class Scorer:
         yield from self._flush(pending, bar)
         bar.close()
 
-    def _describer(self, total: int) -> Describer:
+    def _forward_for(self, total: int) -> StaticForward:
+        """The backbone's forward for ``total`` images: compiled with ``compile`` "on", or "auto" from
+        ``COMPILE_MIN_CROPS``; built once, and eager from the first compiler failure on."""
         crops = total * self.describer.recipe.n
         wanted = self.compile == "on" or (self.compile == "auto" and crops >= COMPILE_MIN_CROPS)
-        if not wanted:
-            return self.describer
-        if self.device == "cpu" and not compiler_available():
-            log.warning("no C++ compiler for torch.compile: scoring eagerly")
-            return self.describer
-        if self._compiled is None:
-            self._compiled = self.describer.compiled()
-        return self._compiled
+        if wanted and self._forward.compiled is None:
+            self._forward = StaticForward(self.describer, self._forward.crops, True)
+        return self._forward if wanted else StaticForward(self.describer, self._forward.crops, False)
 
     def _prepare(self, item: tuple[object, Callable[[], Image.Image], str | None]) -> Prepared:
         key, load, image_id = item
@@ -211,20 +201,11 @@ class Scorer:
 
     def _units(self, prepared: list[tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
         """Unclipped model scores (the pipeline's ``predict``) of prepared images."""
-        crops = torch.cat([c for c, _ in prepared])
-        n_crops, full = len(crops), self.images_per_batch * self.describer.recipe.n
-        if self._active is not self.describer and n_crops < full:  # compiled, static shapes: pad the last batch
-            crops = torch.cat([crops, crops.new_zeros(full - n_crops, *crops.shape[1:])])
-        try:
-            rows = self._active.forward(crops)
-        except Exception as err:
-            if self._active is self.describer:
-                raise
-            log.warning("torch.compile failed (%s): scoring eagerly", " ".join(str(err).split())[:200])
-            self._active, self.compile = self.describer, "off"
-            rows = self.describer.forward(crops)
+        rows = self._forward(torch.cat([c for c, _ in prepared]))
+        if self._forward.failed:  # no compiler, or compiling failed: eager from now on
+            self.compile = "off"
         whole = [self.describer.forward(w) for _, w in prepared if w is not None]
-        return predict(self.model, self.describer.join(rows[:n_crops], whole))
+        return predict(self.model, self.describer.join(rows, whole))
 
 
 def _prefetch(fn: Callable, items: Iterable, ahead: int) -> Iterator:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from torch import nn
 from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.io import atomic_path, read_rgb
+from qfm_iqm.loader import DataWait
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import BackboneBottom, from_spec, with_top
 from qfm_iqm.method.train import (
@@ -115,6 +115,11 @@ def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
 
 
+def _collect(futures: list[Future], device: torch.device, fmt: torch.memory_format) -> torch.Tensor:
+    """The decoded crops of ``futures`` as one batch on ``device``."""
+    return _to_tensor([f.result() for f in futures]).to(device, memory_format=fmt)
+
+
 def _random_crop(path: str, size: int, u: float, v: float, flip: bool) -> np.ndarray:
     """The crop at relative position (u, v) in [0, 1); short sides below ``size`` are upscaled as in CropRecipe."""
     img = read_rgb(path)
@@ -190,39 +195,53 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     history = []
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as executor:
 
-        def crops_of(files: list[str], rows: torch.Tensor) -> torch.Tensor:
-            """A random crop (and flip) of each row's image, drawn from ``gen`` before decoding."""
+        def submit(files: list[str], rows: torch.Tensor) -> list[Future]:
+            """Decoding of a random crop (and flip) of each row's image, its position drawn from ``gen`` now."""
             draws = torch.rand((len(rows), 3), generator=gen).tolist()
-            jobs = [(files[r], cfg.crop, u, v, f < 0.5) for r, (u, v, f) in zip(rows.tolist(), draws, strict=True)]
-            return _to_tensor(list(executor.map(lambda job: _random_crop(*job), jobs))).to(device, memory_format=fmt)
+            return [executor.submit(_random_crop, files[r], cfg.crop, u, v, f < 0.5)
+                    for r, (u, v, f) in zip(rows.tolist(), draws, strict=True)]
+
+        def plan(idx: torch.Tensor) -> dict:
+            """What step ``idx`` draws from ``gen``, in the order it always has, with its images' decoding under
+            way; planning the next step before computing this one changes no draw, as computing draws none."""
+            step = {"idx": idx, "batch": submit(paths, idx)}
+            if distil:
+                step["pidx"] = torch.randint(len(pool_paths), (len(idx),), generator=gen)
+                step["pool"] = submit(pool_paths, step["pidx"])
+            if match:
+                step["rows"] = partner_rows(partner_of, idx, cfg.partner_draw, gen)
+                step["bank"] = submit(bank_paths, step["rows"].reshape(-1))
+            return step
 
         for epoch in range(cfg.epochs):
-            started = time.perf_counter()
+            clock = DataWait()
             _train_mode(model, cfg.freeze_bn_stats)
             totals = new_totals()
-            for idx in (torch.randperm(samples, generator=gen) % len(train)).split(cfg.batch_size):
-                n, batch = len(idx), crops_of(paths, idx)
-                if distil:
-                    pidx = torch.randint(len(pool_paths), (n,), generator=gen)
-                    batch = torch.cat([batch, crops_of(pool_paths, pidx)])
+            steps = (torch.randperm(samples, generator=gen) % len(train)).split(cfg.batch_size)
+            upcoming = plan(steps[0])
+            for k in range(len(steps)):
+                step, upcoming = upcoming, plan(steps[k + 1]) if k + 1 < len(steps) else None
+                idx, n = step["idx"], len(step["idx"])
+                with clock.waiting():
+                    batch = _collect(step["batch"] + step.get("pool", []), device, fmt)
+                    bank = _collect(step["bank"], device, fmt) if match else None
                 noisy = kd_pred = kd_target = None
                 with autocast(device, cfg.precision):
                     feats = model.features(batch)
                     if match:
-                        rows = partner_rows(partner_of, idx, cfg.partner_draw, gen)
                         with torch.no_grad():
-                            noise = model.features(crops_of(bank_paths, rows.reshape(-1)))
-                        pred, noisy = clean_and_noisy(model.quality, feats[:n], noise.view(*rows.shape, -1), cfg.eps,
-                                                      cfg.noise_form)
+                            noise = model.features(bank)
+                        pred, noisy = clean_and_noisy(model.quality, feats[:n], noise.view(*step["rows"].shape, -1),
+                                                      cfg.eps, cfg.noise_form)
                     else:
                         pred = model.quality(feats[:n])
                     if distil:
-                        kd_pred, kd_target = model.quality(feats[n:]), pool_y[pidx].to(device)
+                        kd_pred, kd_target = model.quality(feats[n:]), pool_y[step["pidx"]].to(device)
                 terms = qfm_loss(loss_fn, cfg, y[idx].to(device), *as_float(pred, noisy, kd_pred), kd_target)
                 optimise(opt, sched, terms, totals, steps_per_epoch)
             means = epoch_means(totals)
-            history.append({"epoch": epoch + 1, **means, "seconds": time.perf_counter() - started})
-            log_epoch(epoch + 1, cfg.epochs, means, f" {history[-1]['seconds']:.1f}s")
+            history.append({"epoch": epoch + 1, **means, "seconds": clock.total_s, "data_wait": clock.fraction})
+            log_epoch(epoch + 1, cfg.epochs, means, f" {clock.total_s:.1f}s, data wait {100 * clock.fraction:.1f}%")
     with torch.no_grad():
         model.eval()
         model.quality.calibrate(_over_crops(model.features, train, centre, cfg.batch_size, device), y.to(device))

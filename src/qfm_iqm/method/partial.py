@@ -102,12 +102,12 @@ def activation_describer(backbone: nn.Module, start: int, recipe: CropRecipe, ch
 
 
 def extract_activations(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe, start: int,
-                        batch_size: int = 32, channels_last: bool = True,
-                        device: str = "cpu") -> tuple[FeatureSet, dict]:
+                        batch_size: int = 32, channels_last: bool = True, device: str = "cpu",
+                        compile: bool = False) -> tuple[FeatureSet, dict]:
     """Packed fp16 bottom activations of every recipe crop of ``meta`` (image_id, path), and throughput
-    statistics. Blocks: ``activation`` (C*h*w) and ``early`` (the bottom stages' statistics)."""
+    statistics (``describe_crops``). Blocks: ``activation`` (C*h*w) and ``early`` (the bottom stages' statistics)."""
     describer, bottom = activation_describer(create_backbone(backbone, weights), start, recipe, channels_last, device)
-    packed, stats = describe_crops(describer, meta, batch_size)
+    packed, stats = describe_crops(describer, meta, batch_size, compile)
     sizes = [packed.shape[-1] - bottom.early_size, bottom.early_size]
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), packed, [ACTIVATION, EARLY], sizes), stats
 
