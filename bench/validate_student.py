@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -129,7 +130,8 @@ def main() -> None:
             section = setting
             for p in path:
                 section = section[p]
-            if last not in section:
+            optional = path[-1] == "train" and last in {f.name for f in dataclasses.fields(train.TrainConfig)}
+            if last not in section and not optional:
                 raise KeyError(f"unknown key {key!r}")
             section[last] = yaml.safe_load(value)
         settings[name] = setting
