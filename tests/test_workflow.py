@@ -25,7 +25,8 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
     stats = json.loads((res / "features/tf_efficientnet_lite0/c2s64r0/labelled.stats.json").read_text())
     assert stats["images"] == len(meta) and stats["images_per_s"] > 0
     log = (tiny_run / f"logs/{DS}/extract_features/tf_efficientnet_lite0_c2s64r0_labelled.log").read_text()
-    assert "images/s" in log and "bare backbone forward" in log
+    assert "images/s" in log and "bare backbone forward" in log and "data wait" in log
+    assert 0 <= stats["data_wait"] <= 1 and stats["workers"] == 1
 
     splits = pd.read_csv(res / "splits.csv")
     summary = pd.read_csv(res / "summary.csv")

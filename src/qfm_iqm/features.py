@@ -173,7 +173,7 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
              "forward_crops_per_s": n_crops / max(forward_s, 1e-9), "data_wait": clock.fraction,
              "workers": workers, "compiled": forward.compiled is not None}
     log.info("extracted %d images (%d crops) in %.1fs: %.1f images/s, %.1f crops/s end to end; "
-             "backbone forward %.1f crops/s (%s); data wait %.1f%% (%d decoding workers)", len(meta), n_crops,
+             "bare backbone forward %.1f crops/s (%s); data wait %.1f%% (%d decoding workers)", len(meta), n_crops,
              total_s, stats["images_per_s"], stats["crops_per_s"], stats["forward_crops_per_s"],
              "compiled" if stats["compiled"] else "eager", 100 * clock.fraction, workers)
     return np.concatenate(outputs), stats
