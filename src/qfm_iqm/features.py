@@ -159,11 +159,11 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
     batches = prepared_batches(describer.prepare.file, items, images_per_batch, workers,
                                torch.device(describer.device).type == "cuda", clock)
     for prepared in tqdm(batches, total=-(-len(items) // images_per_batch), desc="extract", unit="batch"):
-        if errors := [error for _, _, error in prepared if error]:
+        if errors := [error for _, error in prepared if error]:
             raise InputError(errors[0])
         t0 = time.perf_counter()
-        crops = forward(torch.cat([c for _, (c, _), _ in prepared]))
-        whole = [describer.forward(w) for _, (_, w), _ in prepared if w is not None]
+        crops = forward(torch.cat([c for (c, _), _ in prepared]))
+        whole = [describer.forward(w) for (_, w), _ in prepared if w is not None]
         forward_s += time.perf_counter() - t0
         outputs.append(describer.join(crops, whole))
     total_s = clock.total_s

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class _Prepared(Dataset):
-    """Item ``i``: ``(i, prepare(items[i]), "")``, or ``(i, None, error)`` when preparing it failed."""
+    """Item ``i``: ``(prepare(items[i]), "")``, or ``(None, error)`` when preparing it failed."""
 
     def __init__(self, prepare: Callable[[Any], Any], items: Sequence[Any]) -> None:
         self.prepare, self.items = prepare, items
@@ -25,11 +25,11 @@ class _Prepared(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, Any, str]:
+    def __getitem__(self, i: int) -> tuple[Any, str]:
         try:
-            return i, self.prepare(self.items[i]), ""
+            return self.prepare(self.items[i]), ""
         except Exception as err:  # noqa: BLE001 - reported per item; the caller decides whether it is fatal
-            return i, None, str(err) or type(err).__name__
+            return None, str(err) or type(err).__name__
 
 
 def default_workers(device: str) -> int:
@@ -71,11 +71,10 @@ class DataWait:
 
 
 def prepared_batches(prepare: Callable[[Any], Any], items: Sequence[Any], batch: int, workers: int = 1,
-                     pin_memory: bool = False, clock: DataWait | None = None) -> Iterator[list[tuple[int, Any, str]]]:
-    """Lists of ``(index, prepared, error)`` for ``batch`` items at a time, in order, prepared by ``workers``
+                     pin_memory: bool = False, clock: DataWait | None = None) -> Iterator[list[tuple[Any, str]]]:
+    """Lists of ``(prepared, error)`` for ``batch`` items at a time, in order, prepared by ``workers``
     processes (0: in this process) two batches ahead; ``clock`` measures the waiting."""
     loader = DataLoader(_Prepared(prepare, items), batch_size=batch, num_workers=workers, collate_fn=list,
-                        prefetch_factor=2 if workers else None, pin_memory=pin_memory,
-                        persistent_workers=False)
+                        prefetch_factor=2 if workers else None, pin_memory=pin_memory)
     batches = iter(loader)
     yield from (clock.timed(batches) if clock else batches)

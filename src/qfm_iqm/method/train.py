@@ -109,15 +109,14 @@ def epoch_means(totals: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in totals.items()}
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = ("bf16", "fp32")
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The forward passes' precision context: bfloat16 autocast for ``bf16``, a no-op for ``fp32``."""
     if precision not in PRECISIONS:
-        raise KeyError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
-    return torch.autocast(device.type, dtype=PRECISIONS[precision] or torch.bfloat16,
-                          enabled=PRECISIONS[precision] is not None)
+        raise KeyError(f"unknown precision {precision!r}; known: {list(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def log_epoch(epoch: int, epochs: int, totals: dict[str, float], suffix: str = "") -> None:
