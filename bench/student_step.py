@@ -18,6 +18,7 @@ import torch
 
 from qfm_iqm.method import train
 from qfm_iqm.method.model import QualityModel
+from qfm_iqm.precision import PRECISIONS
 
 CONFIGS = {
     "clean only (baseline)": {},
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2304)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow gives a student 1)")
-    parser.add_argument("--precision", choices=sorted(train.PRECISIONS), default="fp32")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
     parser.add_argument("--profile", action="store_true", help="profile one epoch of the full student")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.io import InputError, read_rgb
 from qfm_iqm.loader import DataWait, default_workers, prepared_batches
+from qfm_iqm.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,13 @@ class Describer:
     """Images -> model inputs, the one preprocessing path of the pipeline and the scorer: each image's recipe
     crops (``prepare``, a ``Preprocess`` with timm's ``pixels`` config), through ``module`` (``forward``),
     as (crops, dim) rows of ``dtype``, the dtype the pipeline caches them in; with the recipe's global view the
-    whole image's row (one forward pass at its native resolution) is joined to every crop's."""
+    whole image's row (one forward pass at its native resolution) is joined to every crop's. ``precision``
+    ``bf16`` runs ``module`` under bfloat16 autocast (``qfm_iqm.precision``)."""
 
     def __init__(self, module: torch.nn.Module, pixels: dict, recipe: CropRecipe, channels_last: bool = True,
-                 device: str = "cpu", dtype: np.dtype = np.float32) -> None:
-        self.recipe, self.device, self.dtype = recipe, device, dtype
+                 device: str = "cpu", dtype: np.dtype = np.float32, precision: str = "fp32") -> None:
+        autocast(device, precision)  # an unknown precision fails here, before any image is read
+        self.recipe, self.device, self.dtype, self.precision = recipe, device, dtype, precision
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.module = module.to(device, memory_format=self.memory_format).eval()
         self.prepare = Preprocess(recipe, tuple(pixels["mean"]), tuple(pixels["std"]))
@@ -101,7 +104,8 @@ class Describer:
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> np.ndarray:
         """``module``'s output for a normalised batch, as ``dtype``."""
-        out = self.module(batch.to(self.device, memory_format=self.memory_format))
+        with autocast(self.device, self.precision):
+            out = self.module(batch.to(self.device, memory_format=self.memory_format))
         return out.float().cpu().numpy().astype(self.dtype)
 
     def join(self, crops: np.ndarray, whole: list[np.ndarray]) -> np.ndarray:
@@ -171,7 +175,7 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
     stats = {"images": len(meta), "crops": n_crops, "seconds": total_s, "forward_seconds": forward_s,
              "images_per_s": len(meta) / total_s, "crops_per_s": n_crops / total_s,
              "forward_crops_per_s": n_crops / max(forward_s, 1e-9), "data_wait": clock.fraction,
-             "workers": workers, "compiled": forward.compiled is not None}
+             "workers": workers, "compiled": forward.compiled is not None, "precision": describer.precision}
     log.info("extracted %d images (%d crops) in %.1fs: %.1f images/s, %.1f crops/s end to end; "
              "bare backbone forward %.1f crops/s (%s); data wait %.1f%% (%d decoding workers)", len(meta), n_crops,
              total_s, stats["images_per_s"], stats["crops_per_s"], stats["forward_crops_per_s"],
@@ -180,19 +184,20 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
 
 
 def pooled_describer(backbone: torch.nn.Module, recipe: CropRecipe, channels_last: bool = True,
-                     device: str = "cpu") -> tuple[Describer, list[str], list[int]]:
+                     device: str = "cpu", precision: str = "fp32") -> tuple[Describer, list[str], list[int]]:
     """The describer of pooled features (``MultiScaleDescriptor``) and its block names and sizes."""
     descriptor = MultiScaleDescriptor(backbone)
     names, sizes = descriptor.block_names, descriptor.block_sizes
     if recipe.global_view:
         names, sizes = names + [f"global_{b}" for b in names], sizes + sizes
-    return Describer(descriptor, data_config(backbone), recipe, channels_last, device), names, sizes
+    return Describer(descriptor, data_config(backbone), recipe, channels_last, device, precision=precision), names, sizes
 
 
 def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
             batch_size: int = 32, channels_last: bool = True, device: str = "cpu",
-            compile: bool = False, workers: int | None = None) -> tuple[FeatureSet, dict]:
+            compile: bool = False, workers: int | None = None, precision: str = "fp32") -> tuple[FeatureSet, dict]:
     """Features for every row of ``meta`` (columns image_id, path), and throughput statistics (``describe_crops``)."""
-    describer, names, sizes = pooled_describer(create_backbone(backbone, weights), recipe, channels_last, device)
+    describer, names, sizes = pooled_describer(create_backbone(backbone, weights), recipe, channels_last, device,
+                                               precision)
     features, stats = describe_crops(describer, meta, batch_size, compile, workers)
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats

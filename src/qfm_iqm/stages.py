@@ -108,7 +108,8 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
     cfg = params.backbone
     weights = input.weights if cfg["weights"] == "package" else cfg["weights"]
     feats, stats = extract(meta, cfg["name"], weights, CropRecipe(**params.crops), cfg["batch_size"],
-                           cfg["channels_last"], cfg["device"], cfg.get("compile", False))
+                           cfg["channels_last"], cfg["device"], cfg.get("compile", False),
+                           precision=cfg.get("precision", "fp32"))
     feats.save(output.features)
     write_json(stats, output.stats)
 
@@ -122,7 +123,7 @@ def extract_activations(input: NS, output: NS, params: NS) -> None:
     cfg = params.backbone
     weights = input.weights if cfg["weights"] == "package" else cfg["weights"]
     feats, stats = extract(meta, cfg["name"], weights, CropRecipe(**params.crops), params.from_block, cfg["batch_size"],
-                           cfg["channels_last"], cfg["device"], cfg.get("compile", False))
+                           cfg["channels_last"], cfg["device"], cfg.get("compile", False), cfg.get("precision", "fp32"))
     feats.save(output.activations)
     write_json(stats, output.stats)
 
@@ -557,6 +558,7 @@ def export_model(input: NS, output: NS, params: NS) -> None:
     else:
         state = torch.load(input.weights, map_location="cpu", weights_only=True)
     info = bundle.export(output.bundle, name=params.name, model=input.model, backbone=backbone["name"],
+                         precision=backbone.get("precision", "fp32"),
                          weights=backbone["weights"], state=state, weights_file=getattr(input, "weights", None),
                          crops=params.crops, meta=read_meta(input.meta), dataset={
                              "name": params.name, **json.loads(Path(input.licence).read_text()),

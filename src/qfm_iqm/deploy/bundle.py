@@ -67,20 +67,21 @@ def test_metrics(summary: pd.DataFrame) -> list[dict[str, Any]]:
 def export(out: str | Path, *, name: str, model: str | Path, backbone: str, weights: str,
            state: dict[str, torch.Tensor], weights_file: str | Path | None, crops: dict, meta: pd.DataFrame,
            dataset: dict, settings: dict, provenance: dict, summary: pd.DataFrame,
-           notice: str | Path | None = None, published: dict | None = None) -> dict:
+           notice: str | Path | None = None, published: dict | None = None, precision: str = "fp32") -> dict:
     """Write the bundle of the trained model at ``model`` to the folder ``out`` (replaced whole, atomically).
 
     ``weights`` is the run's ``backbone.weights`` and ``state`` the backbone state dict the run used; a weights
     file (``weights_file``) is copied into the bundle. ``meta`` is the training images' table (scale and count);
     ``dataset`` its name, kind and licence; ``summary`` the run's test summary (``evaluate.summarise``);
     ``notice`` the dataset's copyright notice file, copied as NOTICE.txt; ``published`` the paper's medians on the
-    dataset (``comparison.published``; None where unknown). Returns ``bundle.json``'s content.
+    dataset (``comparison.published``; None where unknown); ``precision`` that of the run's extraction, which the
+    scorer repeats. Returns ``bundle.json``'s content.
     """
     kind = weights_kind(weights)
     if notice is not None and not Path(notice).is_file():
         raise InputError(f"the dataset's copyright notice, which must travel with its models, is missing: {notice}")
     info = {"format": FORMAT, "name": name, "created_by": f"qfm-iqm {__version__}",
-            "backbone": {"name": backbone, "weights": kind, "sha256": state_digest(state)},
+            "backbone": {"name": backbone, "weights": kind, "sha256": state_digest(state), "precision": precision},
             "crops": crops, "scale": score_scale(meta),
             "dataset": {**dataset, "images": len(meta)}, "settings": settings, "provenance": provenance,
             "metrics": test_metrics(summary), "published": published or {}}

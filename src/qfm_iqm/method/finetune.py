@@ -34,7 +34,6 @@ from qfm_iqm.method.train import (
     LOSSES,
     TrainConfig,
     as_float,
-    autocast,
     clean_and_noisy,
     epoch_means,
     log_epoch,
@@ -45,6 +44,7 @@ from qfm_iqm.method.train import (
     qfm_loss,
     seed_everything,
 )
+from qfm_iqm.precision import autocast
 from qfm_iqm.weights import load_strict
 
 log = logging.getLogger(__name__)

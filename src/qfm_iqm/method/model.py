@@ -71,9 +71,18 @@ class QualityModel(nn.Module):
         Dropout shifts a head's output between training and evaluation; this puts predictions
         back on the label scale. It is monotone, so rank correlations do not change.
         """
+        self.reset_output()
+        self.fit_output(self.eval()(x), y)
+
+    def reset_output(self) -> None:
+        """The identity output map: what ``calibrate`` fits from."""
         self.out_scale.fill_(1.0)
         self.out_shift.fill_(0.0)
-        pred = self.eval()(x)
+
+    @torch.no_grad()
+    def fit_output(self, pred: torch.Tensor, y: torch.Tensor) -> None:
+        """The least-squares output map from eval-mode predictions ``pred`` (made with the identity map) to ``y``;
+        left at identity when the fit would reverse the order."""
         scale = torch.cov(torch.stack([pred, y]))[0, 1] / pred.var().clamp_min(1e-12)
         if scale > 0:
             self.out_scale.fill_(scale)

@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from qfm_iqm.method.model import QualityModel
+from qfm_iqm.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +108,6 @@ def new_totals() -> dict[str, torch.Tensor]:
 
 def epoch_means(totals: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in totals.items()}
-
-
-PRECISIONS = ("bf16", "fp32")
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The forward passes' precision context: bfloat16 autocast for ``bf16``, a no-op for ``fp32``."""
-    if precision not in PRECISIONS:
-        raise KeyError(f"unknown precision {precision!r}; known: {list(PRECISIONS)}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def log_epoch(epoch: int, epochs: int, totals: dict[str, float], suffix: str = "") -> None:
