@@ -260,6 +260,17 @@ def test_a_folder_with_bad_files_scores_every_image_and_exits_non_zero(tiny_bund
     assert "scored 3 of 6 files" in proc.stderr and "score: 100%" in proc.stderr  # the progress bar is on stderr
 
 
+def test_streamed_files_score_alike_whatever_the_decoding_workers(scorer: Scorer, messy_folder: Path) -> None:
+    """Files are decoded in worker processes (the extraction's input pipeline); the results, a bad file's error in
+    its place included, are those of decoding in this process."""
+    files = sorted(p for p in messy_folder.rglob("*") if p.is_file())
+    here = list(scorer.stream(files, progress=False, workers=0))
+    apart = list(scorer.stream(files, progress=False, workers=2))
+    assert [(r.key, r.error) for r in apart] == [(r.key, r.error) for r in here]
+    np.testing.assert_array_equal([r.raw for r in apart], [r.raw for r in here])
+    assert sum(not r.error for r in here) == 4 and "corrupt.jpg" in next(r.error for r in here if r.key.name == "corrupt.jpg")
+
+
 def test_recursive_globs_and_json_output(tiny_bundle: Path, messy_folder: Path) -> None:
     out = messy_folder.parent / "scores.json"
     code = cli.main(["score", str(messy_folder / "**" / "*.png"), str(messy_folder / "ok0.jpg"), "--recursive",

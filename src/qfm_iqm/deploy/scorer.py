@@ -2,8 +2,8 @@
 
 Pixels go through the pipeline's own code: the one image reader (``qfm_iqm.io``), the crop recipe and the
 describer of the features the model was trained on (``qfm_iqm.features``, ``qfm_iqm.method.partial``), and
-``qfm_iqm.method.train.predict``. Images are decoded and cropped in a background thread, a bounded number
-ahead of the backbone, so memory stays bounded however many images stream through.
+``qfm_iqm.method.train.predict``. Files are decoded and cropped in worker processes (``qfm_iqm.loader``, as in
+extraction), a bounded number ahead of the backbone, so memory stays bounded however many images stream through.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import logging
 import os
 import sys
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +22,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from qfm_iqm.deploy.bundle import Bundle
-from qfm_iqm.features import CropRecipe, StaticForward, pooled_describer
+from qfm_iqm.features import CropRecipe, Preprocess, StaticForward, pooled_describer
 from qfm_iqm.io import InputError, read_rgb, upright_rgb
+from qfm_iqm.loader import default_workers, prepared_batches
 from qfm_iqm.method.train import predict
 
 log = logging.getLogger(__name__)
@@ -102,6 +101,29 @@ class Result:
 Prepared = tuple[object, tuple[torch.Tensor, torch.Tensor | None] | None, str]
 
 
+@dataclass(frozen=True)
+class Prepare:
+    """(image or path, id or None) -> the image's prepared crops (``Preprocess``), seeded by the id or else by the
+    pixels (``content_id``); any failure is an InputError that names it. Small and picklable, so that decoding
+    processes can run it; ``max_pixels`` bounds a whole-image view (None: the recipe has none)."""
+
+    preprocess: Preprocess
+    max_pixels: int | None
+
+    def __call__(self, item: tuple[ImageLike, str | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image, image_id = item
+        try:
+            img = as_rgb(image)
+            if self.max_pixels is not None and img.width * img.height > self.max_pixels:
+                raise InputError(f"{img.width}x{img.height} is too large for this model's whole-image view "
+                                 f"(at most {self.max_pixels / 1e6:.0f} Mpx)")
+            return self.preprocess(img, image_id or content_id(img))
+        except InputError:
+            raise
+        except Exception as err:  # one bad image must not stop the others: its message says why
+            raise InputError(f"{type(err).__name__}: {err}") from err
+
+
 class Scorer:
     """Scores images with a bundle's model: ``scorer(images)`` for in-memory use, ``scorer.stream`` for files."""
 
@@ -113,14 +135,15 @@ class Scorer:
         self.bundle, self.device, self.compile = bundle, device, compile
         recipe = CropRecipe(**bundle.info["crops"])
         backbone = bundle.backbone()
+        precision = bundle.info["backbone"].get("precision", "fp32")  # the run's extraction; older bundles: fp32
         self.model = bundle.quality_model().to(device)
         if "partial" in self.model.spec:
             from qfm_iqm.method.partial import activation_describer
 
             self.describer, _ = activation_describer(backbone, self.model.spec["partial"]["from_block"], recipe,
-                                                     device=device)
+                                                     device=device, precision=precision)
         else:
-            self.describer = pooled_describer(backbone, recipe, device=device)[0]
+            self.describer = pooled_describer(backbone, recipe, device=device, precision=precision)[0]
         self.images_per_batch = max(1, batch_size // recipe.n)
         self._forward = StaticForward(self.describer, self.images_per_batch * recipe.n, False)
         scale = bundle.info["scale"]
@@ -137,31 +160,31 @@ class Scorer:
         items, single = as_list(images)
         if ids is not None and len(ids) != len(items):
             raise InputError(f"{len(ids)} ids for {len(items)} images")
-        loaders = [(i, (lambda x=x: as_rgb(x)), None if ids is None else str(ids[i])) for i, x in enumerate(items)]
         out = []
-        for result in self.score(loaders, len(items)):
+        for result in self.score([(i, x, None if ids is None else str(ids[i])) for i, x in enumerate(items)]):
             if result.error:
                 raise InputError(result.error)
             out.append(getattr(result, scale))
         return out[0] if single else np.array(out)
 
-    def stream(self, paths: Sequence[str | os.PathLike], progress: bool = True) -> Iterator[Result]:
-        """One ``Result`` per file, in order; a file that fails carries its error and the others are scored."""
-        loaders = [(p, (lambda p=p: read_rgb(p)), None) for p in paths]
-        return self.score(loaders, len(paths), progress)
+    def stream(self, paths: Sequence[str | os.PathLike], progress: bool = True,
+               workers: int | None = None) -> Iterator[Result]:
+        """One ``Result`` per file, in order; a file that fails carries its error and the others are scored. The
+        files are decoded by ``workers`` processes (default ``loader.default_workers``) while the backbone runs."""
+        workers = default_workers(self.device) if workers is None else workers
+        return self.score([(p, p, None) for p in paths], progress, workers)
 
-    def score(self, loaders: Iterable[tuple[object, Callable[[], Image.Image], str | None]], total: int,
-              progress: bool = False) -> Iterator[Result]:
-        """Results of (key, image loader, id or None) items, in order."""
-        self._forward = self._forward_for(total)
-        pending: list[Prepared] = []
-        bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="image", desc="score")
-        for item in _prefetch(self._prepare, loaders, 2 * self.images_per_batch):
-            pending.append(item)
-            if sum(p[1] is not None for p in pending) == self.images_per_batch:
-                yield from self._flush(pending, bar)
-                pending = []
-        yield from self._flush(pending, bar)
+    def score(self, items: Sequence[tuple[object, ImageLike, str | None]], progress: bool = False,
+              workers: int = 0) -> Iterator[Result]:
+        """Results of (key, image or path, id or None) items, in order, prepared by ``workers`` processes (0: in
+        this one) a batch or two ahead of the backbone (``qfm_iqm.loader``)."""
+        self._forward = self._forward_for(len(items))
+        prepare = Prepare(self.describer.prepare, GLOBAL_MAX_PIXELS if self.describer.recipe.global_view else None)
+        bar = tqdm(total=len(items), disable=not progress, file=sys.stderr, unit="image", desc="score")
+        keys = iter(key for key, _, _ in items)
+        for batch in prepared_batches(prepare, [(image, image_id) for _, image, image_id in items],
+                                      self.images_per_batch, workers, torch.device(self.device).type == "cuda"):
+            yield from self._flush([(next(keys), prepared, error) for prepared, error in batch], bar)
         bar.close()
 
     def _forward_for(self, total: int) -> StaticForward:
@@ -172,19 +195,6 @@ class Scorer:
         if wanted and self._forward.compiled is None:
             self._forward = StaticForward(self.describer, self._forward.crops, True)
         return self._forward if wanted else StaticForward(self.describer, self._forward.crops, False)
-
-    def _prepare(self, item: tuple[object, Callable[[], Image.Image], str | None]) -> Prepared:
-        key, load, image_id = item
-        try:
-            img = load()
-            if self.describer.recipe.global_view and img.width * img.height > GLOBAL_MAX_PIXELS:
-                raise InputError(f"{img.width}x{img.height} is too large for this model's whole-image view "
-                                 f"(at most {GLOBAL_MAX_PIXELS / 1e6:.0f} Mpx)")
-            return key, self.describer.prepare(img, image_id or content_id(img)), ""
-        except InputError as err:
-            return key, None, str(err)
-        except Exception as err:  # noqa: BLE001 - one bad image must not stop the others
-            return key, None, f"{type(err).__name__}: {err}"
 
     def _flush(self, pending: list[Prepared], bar: tqdm) -> Iterator[Result]:
         ready = [p for p in pending if p[1] is not None]
@@ -206,18 +216,6 @@ class Scorer:
             self.compile = "off"
         whole = [self.describer.forward(w) for _, w in prepared if w is not None]
         return predict(self.model, self.describer.join(rows, whole))
-
-
-def _prefetch(fn: Callable, items: Iterable, ahead: int) -> Iterator:
-    """``map(fn, items)`` computed in a background thread at most ``ahead`` items in advance."""
-    with ThreadPoolExecutor(1, thread_name_prefix="qfm-iqm-decode") as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) > ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def load_model(model: str | Path = "livec", device: str = "cpu", batch_size: int = 40,
