@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 import torch
+from student_step import step_options
 
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.method import train
 from qfm_iqm.method.partial import ACTIVATION, EARLY, model_for
-from qfm_iqm.precision import PRECISIONS
 
 ACTIVATIONS, EARLY_SIZE = 192 * 49, 384
 LOSSES = {"baseline": {}, "full": {"adv_weight": 1.0, "sens_weight": 0.5, "kd_weight": 1.0}}
@@ -54,10 +54,7 @@ def run(model: torch.nn.Module, data: dict, cfg: train.TrainConfig) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=320)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow gives a student 1)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
-    parser.add_argument("--profile", action="store_true", help="profile one epoch of the full student")
-    args = parser.parse_args()
+    args = step_options(parser).parse_args()
     torch.set_num_threads(args.threads)
     steps = -(-args.images // 64)
     print(f"{args.images} images, 1 crop each per step, batch 64: {steps} steps/epoch, {args.threads} thread(s), "

@@ -28,6 +28,14 @@ CONFIGS = {
 }
 
 
+def step_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every step bench takes: ``--threads``, ``--precision``, ``--profile``."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow gives a student 1)")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
+    parser.add_argument("--profile", action="store_true", help="profile one epoch of the full student")
+    return parser
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=930)
@@ -35,10 +43,7 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=5)
     parser.add_argument("--dim", type=int, default=2304)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow gives a student 1)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
-    parser.add_argument("--profile", action="store_true", help="profile one epoch of the full student")
-    args = parser.parse_args()
+    args = step_options(parser).parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.images, args.crops, args.dim)).astype(np.float32)
