@@ -22,6 +22,7 @@ from qfm_iqm.deploy import bundle, cli
 from qfm_iqm.deploy.bundle import Bundle
 from qfm_iqm.deploy.scorer import Scorer, content_id
 from qfm_iqm.io import InputError, sha256sum
+from qfm_iqm.loader import prepared_batches
 
 pytestmark = pytest.mark.slow  # the tiny workflow run makes the bundle
 
@@ -262,12 +263,16 @@ def test_a_folder_with_bad_files_scores_every_image_and_exits_non_zero(tiny_bund
     assert "scored 3 of 6 files" in proc.stderr and "score: 100%" in proc.stderr  # the progress bar is on stderr
 
 
-def test_streamed_files_score_alike_whatever_the_decoding_workers(scorer: Scorer, messy_folder: Path) -> None:
+def test_streamed_files_score_alike_whatever_the_decoding_workers(scorer: Scorer, messy_folder: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Files are decoded in worker processes (the extraction's input pipeline); the results, a bad file's error in
     its place included, are those of decoding in this process."""
+    workers = []
+    monkeypatch.setattr("qfm_iqm.deploy.scorer.prepared_batches", lambda *args: workers.append(args[3]) or prepared_batches(*args))
     files = sorted(p for p in messy_folder.rglob("*") if p.is_file())
     here = list(scorer.stream(files, progress=False, workers=0))
     apart = list(scorer.stream(files, progress=False, workers=2))
+    assert workers == [0, 2]  # the loader really got the processes
     assert [(r.key, r.error) for r in apart] == [(r.key, r.error) for r in here]
     np.testing.assert_array_equal([r.raw for r in apart], [r.raw for r in here])
     assert sum(not r.error for r in here) == 4 and "corrupt.jpg" in next(r.error for r in here if r.key.name == "corrupt.jpg")
