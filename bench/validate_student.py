@@ -25,7 +25,7 @@ import yaml
 from scipy import stats
 
 from qfm_iqm import pairs, splits
-from qfm_iqm.config import loss_settings, matching_on
+from qfm_iqm.config import load_config_file, loss_settings, matching_on
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.method import train
@@ -39,9 +39,9 @@ def merged_config(files: list[str]) -> dict:
             base[k] = update(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
         return base
 
-    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config = load_config_file("config/config.yaml")
     for f in files:
-        update(config, yaml.safe_load(Path(f).read_text()))
+        update(config, load_config_file(f))
     return config
 
 

@@ -80,7 +80,7 @@ def test_scores_map_to_the_training_scale(scorer: Scorer, bundle_copy: Path, tmp
     assert mos == pytest.approx(scale["min"] + unit * (scale["max"] - scale["min"]))
     info = json.loads((bundle_copy / "bundle.json").read_text())
     info["scale"] = {"min": 10.0, "max": 30.0, "higher_is_better": False}  # a DMOS dataset: 10 is best
-    (bundle_copy / "bundle.json").write_text(json.dumps(info))
+    (bundle_copy / "bundle.json").write_text(json.dumps(bundle.seal(info)))
     assert load_model(bundle_copy, compile="off")(path) == pytest.approx(30.0 - unit * 20.0)
 
 
@@ -191,7 +191,7 @@ def test_a_very_large_image_is_scored_in_bounded_memory(tiny_bundle: Path, tmp_p
 def test_other_backbone_weights_are_refused_naming_both_digests(bundle_copy: Path) -> None:
     info = json.loads((bundle_copy / "bundle.json").read_text())
     recorded, info["backbone"]["sha256"] = info["backbone"]["sha256"], "0" * 64
-    (bundle_copy / "bundle.json").write_text(json.dumps(info))
+    (bundle_copy / "bundle.json").write_text(json.dumps(bundle.seal(info)))  # a consistent bundle.json
     with pytest.raises(InputError, match=f"SHA-256 {recorded}, but the model was trained on weights with SHA-256 "
                                          f"{'0' * 64}"):
         load_model(bundle_copy)

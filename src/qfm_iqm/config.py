@@ -15,6 +15,26 @@ class ConfigError(ValueError):
     """An invalid config; the message names the offending key."""
 
 
+def load_config_file(path: str | Path) -> dict:
+    """A YAML (or JSON) config file as a mapping; ConfigError naming the file, and the line and column of a
+    syntax error (Snakemake's own message names neither)."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path}: not UTF-8 (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"config file {path}{where}: {problem}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: must hold keys at its top level, not a {type(config).__name__}")
+    return config
+
+
 def _key(path: Any) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 

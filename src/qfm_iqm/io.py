@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
 import shutil
+import stat
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,21 +27,63 @@ class InputError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, folder: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
 
-    Works for files and directories: nothing half-written is ever left at ``path``.
+    A file replaces a file; with ``folder``, a folder replaces a folder (the old one is moved aside, and removed
+    only once the new one is in place). A folder where a file is to go, or a file where a folder is to go, is an
+    InputError naming it, raised before the block runs: nothing is deleted to make room, and nothing half-written
+    is ever left at ``path``.
     """
     path = Path(path)
+    check_target(path, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        check_target(path, folder)  # the block may have run for hours
+        if folder and path.is_dir() and not path.is_symlink():
+            old = tmp.with_name(f"{path.name}.old")
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(old, path)
+                raise
+        else:
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def check_target(path: Path, folder: bool = False) -> None:
+    """InputError naming ``path`` when something of the other kind is in the way: a folder where a file is to be
+    written, or a file where a folder is (a symbolic link is replaced, never followed)."""
+    if path.is_symlink() or not path.exists():
+        return
+    if path.is_dir() and not folder:
+        raise InputError(f"{path} is a folder: a file cannot be written there (nothing was removed; move the folder "
+                         "or choose another path)")
+    if folder and not path.is_dir():
+        raise InputError(f"{path} is a file: a folder cannot be written there (nothing was removed; move the file "
+                         "or choose another path)")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """InputError naming ``path`` unless a file can be written there: no folder in the way (``check_target``), and
+    a temporary file can be made in its nearest existing folder (the check leaves nothing behind)."""
+    path = Path(path)
+    check_target(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: {folder} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", dir=folder):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or err} in {folder}") from None
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -120,21 +165,42 @@ def upright_rgb(img: Image.Image) -> Image.Image:
     return to_rgb8(ImageOps.exif_transpose(img))
 
 
+_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device",
+          stat.S_ISBLK: "a device"}
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path``, which is not a regular file, cannot be read as one: a one-line message that names it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"symbolic link loop: {path}"
+        if path.is_symlink():
+            return f"broken symbolic link: {path} -> {os.readlink(path)}"
+        if err.errno == errno.ENOENT:
+            return f"image not found: {path}"
+        return f"cannot read {path} ({err.strerror})"
+    kind = next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
+    return f"not an image file: {path} is {kind}"
+
+
 def read_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image fully as 8-bit RGB (see ``to_rgb8``), upright as its EXIF orientation says.
 
     Any failure raises InputError with a one-line message naming the file. Images of more than
     ``Image.MAX_IMAGE_PIXELS`` pixels are refused ("image too large"): above twice that Pillow refuses them
-    itself; between once and twice it only warns (the warning is still shown), and this reader refuses them too.
+    itself; between once and twice it only warns, and this reader turns that warning into the same refusal.
+    Anything but a regular file (a folder, a FIFO, a broken or looping link) is refused without being opened.
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"image not found: {path}")
+        raise InputError(not_a_file(path))
     limit = Image.MAX_IMAGE_PIXELS or math.inf
     try:
-        with Image.open(path) as img:
-            pixels = img.width * img.height
-            if pixels <= limit:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
                 return upright_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         pixels = int(re.search(r"\((\d+) pixels\)", str(err))[1])  # Pillow refuses before handing back the image

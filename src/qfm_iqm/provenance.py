@@ -48,12 +48,17 @@ def device(params: dict) -> dict[str, Any]:
     """The device the job asked for (a ``device`` in its params, else the CPU) and what the machine offers."""
     import torch
 
-    requested = [v for k, v in _flat(params).items() if k.split(".")[-1] == "device"]
+    requested = list(requested_devices(params).values())
     info = {"requested": requested or ["cpu"], "cuda_available": torch.cuda.is_available(),
             "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def requested_devices(params: dict) -> dict[str, str]:
+    """Every ``device`` in the job's params, by dotted key."""
+    return {k: v for k, v in _flat(params).items() if k.split(".")[-1] == "device"}
 
 
 def _flat(params: dict, prefix: str = "") -> dict[str, Any]:

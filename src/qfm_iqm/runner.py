@@ -13,6 +13,7 @@ from typing import Any
 
 from qfm_iqm import provenance
 from qfm_iqm.config import ConfigError
+from qfm_iqm.devices import check_device
 from qfm_iqm.io import InputError, write_json
 from qfm_iqm.stages import STAGES
 
@@ -22,8 +23,9 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
     """Call stage ``name``; stderr (progress bars) and logging go to ``log_path``.
 
     Snakemake's named inputs, outputs and params reach the stage as plain namespaces (an optional
-    input is present or not: ``hasattr``). Bad input (InputError, ConfigError) ends the job with a one-line message naming the culprit,
-    on the console and in the log; any other error keeps its traceback in the log. A job with a
+    input is present or not: ``hasattr``). Every ``device`` in its params is checked first (``check_device``,
+    where the job runs). Bad input (InputError, ConfigError) ends the job with a one-line message naming the
+    culprit, on the console and in the log; any other error keeps its traceback in the log. A job with a
     ``provenance`` output gets its provenance record there (``qfm_iqm.provenance``).
     """
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # read by torch when a stage imports it
@@ -33,6 +35,8 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
         logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
         try:
             started, clock = datetime.now(UTC), time.perf_counter()
+            for key, device in provenance.requested_devices(dict(params.items())).items():
+                check_device(device, key)
             STAGES[name](*(SimpleNamespace(**dict(files.items())) for files in (input, output, params)))
             if "provenance" in dict(output.items()):
                 outputs = [str(path) for key, path in output.items() if key != "provenance"]

@@ -40,7 +40,7 @@ def resize_images(meta: pd.DataFrame, out_images: str | Path, out_meta: str | Pa
         img.resize(size, Image.Resampling.BICUBIC).save(tmp_dir / name)
         return os.path.relpath(out_images / name, Path(out_meta).parent)
 
-    with atomic_path(out_images) as tmp_dir:
+    with atomic_path(out_images, folder=True) as tmp_dir:
         tmp_dir.mkdir()
         rows = list(zip(meta["image_id"], meta["path"], strict=True))
         with ThreadPoolExecutor(max(1, threads)) as pool:

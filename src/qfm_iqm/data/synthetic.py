@@ -66,7 +66,7 @@ def build_demo(out_meta: Path, out_images: Path, photos: list[str], types: list[
     """
     out_meta, out_images = Path(out_meta), Path(out_images)
     refs = ((name, distortions.to_uint8(load_photo(name, short_side)) / 255.0) for name in photos)
-    with atomic_path(out_images) as tmp_dir:
+    with atomic_path(out_images, folder=True) as tmp_dir:
         tmp_dir.mkdir()
         rows = []
         for row in _render(refs, lambda _: _variants(types, levels, True), seed, tmp_dir):
@@ -107,7 +107,7 @@ def build_pool(out_meta: Path, out_images: Path, sources: list[str | Path], type
         idx = _rng(seed, ref_id).choice(len(all_variants), size=min(per_image, len(all_variants)), replace=False)
         return [all_variants[i] for i in sorted(idx)]
 
-    with atomic_path(out_images) as tmp_dir:
+    with atomic_path(out_images, folder=True) as tmp_dir:
         tmp_dir.mkdir()
         rows = [{**row, "path": _relpath(out_images / row["file"], out_meta)}
                 for row in _render(refs(), pick, seed, tmp_dir)]

