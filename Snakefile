@@ -24,6 +24,10 @@ include: "workflow/rules/deploy.smk"
 state_acquisition_plan()
 
 
+onstart:
+    check_job_devices()
+
+
 rule all:
     input:
         all_targets(),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import REPO, write_image
 from dataset_fixtures import make_fixture
@@ -88,6 +89,15 @@ FAULTS = {
         None, lambda w: (w / "own/images/img05.png").unlink(), "data/own/meta.csv",
         lambda w: f"ERROR in prepare_dataset: Dataset image not found: {_image(w, 'img05.png')} (listed in {LABELS}; "
                   "1 missing in all)"),
+    "label file in no known encoding": (
+        [], lambda w: (w / LABELS).write_bytes(b"name,mos\nimg00.png,1\nimg\x8101.png,2\n"), "data/own/meta.csv",
+        lambda w: f"ERROR in prepare_dataset: {LABELS}, row 3: byte 0x81 is neither UTF-8 nor cp1252; save the "
+                  "table as UTF-8"),
+    "too few images to split": (
+        _rows()[:4], None, "results/own/splits.csv",
+        lambda w: "ERROR in make_splits: data/own/meta.csv (4 images in 4 reference groups, test fraction 0.34): too "
+                  "small to split: split 0 has 3 training and 1 test images; each part needs at least 2 (more images, "
+                  "or another test fraction)"),
     "corrupt image": (
         None, lambda w: (w / "own/images/img04.png").write_bytes(b"not a png"), FEATURES,
         lambda w: f"ERROR in extract_features: corrupt or unreadable image: {_image(w, 'img04.png')} (cannot identify "
@@ -125,6 +135,51 @@ def test_a_missing_label_file_is_named_before_anything_runs(tmp_path: Path) -> N
     out = proc.stdout + proc.stderr
     assert "Missing input files for rule prepare_dataset:" in out and LABELS in out
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_label_file_in_windows_1252_is_read_with_a_warning(tmp_path: Path) -> None:
+    config = labels_workdir(tmp_path)
+    os.rename(tmp_path / "own/images/img00.png", tmp_path / "own/images/café.png")
+    (tmp_path / LABELS).write_bytes((tmp_path / LABELS).read_text().replace("img00", "café").encode("cp1252"))
+    snakemake(tmp_path, config, "data/own/meta.csv")
+    meta = pd.read_csv(tmp_path / "data/own/meta.csv")
+    assert meta["image_id"].iloc[0] == "café" and Path(meta["path"].iloc[0]).name == "café.png"
+    assert f"{LABELS}, row 2: byte 0xe9 is not UTF-8; the file is read as cp1252" in \
+        (tmp_path / "logs/own/prepare_dataset.log").read_text()
+
+
+@pytest.mark.parametrize("device, line", [
+    ("banana", "config key 'backbone.device': 'banana' does not match '^(cpu|mps|cuda(:[0-9]+)?)$'"),
+    ("cuda:7", "config key 'backbone.device': 'cuda:7', but torch sees no CUDA device on this machine (use cpu)"),
+])
+def test_a_device_torch_cannot_use_stops_the_run_before_any_job(device: str, line: str, tmp_path: Path) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA devices")
+    config = tiny_config()
+    config["backbone"]["device"] = device
+    proc = snakemake(tmp_path, write_config(tmp_path, config), check=False)
+    assert proc.returncode != 0 and line in [text.strip() for text in proc.stderr.splitlines()], proc.stderr[-3000:]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_every_listed_image_is_tracked_and_nothing_else_in_the_folder(tmp_path: Path) -> None:
+    """Hidden images and images reached through ``../`` are inputs when the table lists them; a file the table
+    does not list is not."""
+    rows = [*_rows()[:10], ".hidden.png,11", "../extra/outside.png,12"]
+    config = labels_workdir(tmp_path, rows)
+    write_image(tmp_path / "own/images/.hidden.png", seed=20)
+    write_image(tmp_path / "own/extra/outside.png", seed=21)
+    snakemake(tmp_path, config, "data/own/meta.csv")
+    assert _dry_run(tmp_path, "data/own/meta.csv") == {}
+    time.sleep(1.1)
+    (tmp_path / "own/images/Thumbs.db").write_bytes(b"\0" * 64)
+    write_image(tmp_path / "own/images/not_yet_labelled.png", seed=22)
+    write_image(tmp_path / "own/images/img11.png", seed=23)  # on disk, not listed
+    assert _dry_run(tmp_path, "data/own/meta.csv") == {}
+    for replaced in ("own/images/.hidden.png", "own/extra/outside.png"):
+        write_image(tmp_path / replaced, seed=30)
+        assert _dry_run(tmp_path, "data/own/meta.csv") == {"prepare_dataset": 1}, replaced
+        snakemake(tmp_path, config, "data/own/meta.csv")
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +301,7 @@ def test_redrawn_figures_are_byte_identical_and_dvc_sees_no_change(tiny_run_copy
 def test_the_recovery_commands_are_documented() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## When something goes wrong", 1)[1].split("\n## ", 1)[0]
-    for words in ("--unlock", "--rerun-incomplete", "logs/", "data/<dataset>"):
+    for words in ("--unlock", "--rerun-incomplete", "logs/", "data/<dataset>", "orphans",
+                  'pgrep -af "$PWD/.snakemake/scripts/"'):
         assert words in section, words
     assert yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())["rerun-incomplete"] is True

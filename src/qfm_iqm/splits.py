@@ -18,22 +18,39 @@ def parse_split(split: str | int) -> int | str:
     return ALL if str(split) == ALL else int(split)
 
 
-def make_splits(meta: pd.DataFrame, n_splits: int, test_fraction: float, seed: int) -> pd.DataFrame:
+MIN_PART_IMAGES = 2  # per part of a split: evaluation compares test images in pairs (observation, sensitivity),
+# and an image's partner in the training part is another image
+
+
+def make_splits(meta: pd.DataFrame, n_splits: int, test_fraction: float, seed: int,
+                source: str | Path = "the dataset") -> pd.DataFrame:
     """Long table (split, image_id, part) with part in {train, test}.
 
     Whole reference groups (``ref_id``) go to one side, so distorted versions of one photo
-    never appear on both; for authentic datasets every image is its own reference.
+    never appear on both; for authentic datasets every image is its own reference. A dataset too small for
+    ``MIN_PART_IMAGES`` in each part of every split is an InputError naming ``source`` and the numbers.
     """
     refs = np.array(sorted(meta["ref_id"].astype(str).unique()))
     n_test = max(1, round(test_fraction * len(refs)))
-    if n_test >= len(refs):
-        raise ValueError(f"{len(refs)} references cannot be split with test fraction {test_fraction}")
     parts = []
     for split in range(n_splits):
-        test_refs = set(np.random.default_rng([seed, split]).choice(refs, n_test, replace=False))
+        test_refs = set(np.random.default_rng([seed, split]).choice(refs, min(n_test, len(refs)), replace=False))
         part = np.where(meta["ref_id"].astype(str).isin(test_refs), "test", "train")
         parts.append(pd.DataFrame({"split": split, "image_id": meta["image_id"].astype(str), "part": part}))
-    return pd.concat(parts, ignore_index=True)
+    table = pd.concat(parts, ignore_index=True)
+    check_part_sizes(table, f"{source} ({len(meta)} images in {len(refs)} reference groups, test fraction "
+                            f"{test_fraction})")
+    return table
+
+
+def check_part_sizes(table: pd.DataFrame, source: str) -> None:
+    """InputError naming ``source``, the split and its part sizes when a part holds fewer than ``MIN_PART_IMAGES``."""
+    sizes = table.groupby(["split", "part"]).size().unstack("part").reindex(columns=["train", "test"]).fillna(0)
+    small = sizes[(sizes < MIN_PART_IMAGES).any(axis=1)]
+    if len(small):
+        split, (train, test) = small.index[0], small.iloc[0].astype(int)
+        raise InputError(f"{source}: too small to split: split {split} has {train} training and {test} test images; "
+                         f"each part needs at least {MIN_PART_IMAGES} (more images, or another test fraction)")
 
 
 def official_split(meta: pd.DataFrame, source: str | Path) -> pd.DataFrame:
@@ -43,7 +60,9 @@ def official_split(meta: pd.DataFrame, source: str | Path) -> pd.DataFrame:
         raise InputError(f"{source}: no official_part column, so this dataset defines no official split "
                          "(use split: random)")
     part = np.where(meta["official_part"].astype(str) == OFFICIAL_TEST, "test", "train")
-    return pd.DataFrame({"split": 0, "image_id": meta["image_id"].astype(str), "part": part})
+    table = pd.DataFrame({"split": 0, "image_id": meta["image_id"].astype(str), "part": part})
+    check_part_sizes(table, f"{source} (official split)")
+    return table
 
 
 def split_ids(splits: pd.DataFrame, split: int, part: str) -> pd.Series:

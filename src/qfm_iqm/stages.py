@@ -134,7 +134,7 @@ def make_splits(input: NS, output: NS, params: NS) -> None:
     if params.scheme == "official":
         table = splits.official_split(meta, input.meta)
     else:
-        table = splits.make_splits(meta, params.n_splits, params.test_fraction, params.seed)
+        table = splits.make_splits(meta, params.n_splits, params.test_fraction, params.seed, input.meta)
     write_csv(table, output.splits)
 
 
@@ -403,7 +403,7 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
             from qfm_iqm.method import finetune
 
             preds[name] = finetune.predict(finetune.load(input.finetune), rows, CropRecipe(**params.crops),
-                                           params.batch_size, params.device)
+                                           params.batch_size, params.finetune["device"])
         else:
             model = load_model(input.teacher if name == "teacher" else models[name])
             preds[name] = predict(model, _model_input(model, test_feats, getattr(input, "test_activations", None), rows))

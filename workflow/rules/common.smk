@@ -2,9 +2,12 @@ import dataclasses
 import sys
 
 from qfm_iqm.data import registry as data
+from qfm_iqm.data.labels import listed_images
 from qfm_iqm.data.lock import DigestLock
 from qfm_iqm.data.plan import plan_text
 from qfm_iqm.data.sources import with_files
+from qfm_iqm.devices import check_device
+from qfm_iqm.provenance import requested_devices
 from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
                              split_variants, validate)
 
@@ -63,6 +66,19 @@ def state_acquisition_plan():
         print(plan_text(todo, DigestLock(config["acquire"]["lock"]), config["acquire"]["policy"]), file=sys.stderr)
 
 
+def check_job_devices():
+    """When a run that executes its jobs here starts (never in a dry run): every device a job still to run asks for
+    is one torch sees on this machine, so that a wrong one stops the run before any job, naming its config key.
+    Jobs sent to a cluster check theirs where they run (``qfm_iqm.runner``)."""
+    if not workflow.local_exec:
+        return
+    requested = {}
+    for job in workflow.dag.needrun_jobs():
+        requested.update(requested_devices(dict(job.params.items())))
+    for key, name in requested.items():
+        check_device(name, f"config key '{key}'")
+
+
 def dataset_root(name):
     """Where a published dataset's official layout is: the configured root, or under data/<name>/raw."""
     cfg = DATASETS[name]
@@ -77,27 +93,16 @@ def source_cfg(wildcards):
     return source
 
 
-def folder_files(folder):
-    """Every file below ``folder`` (hidden ones skipped), or the folder itself when it is missing, so that
-    Snakemake names it; a folder's own timestamp would miss an image replaced in place."""
-    if not os.path.isdir(folder):
-        return [folder]
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(root, name) for name in sorted(names) if not name.startswith(".")]
-    return files
-
-
 def source_inputs(wildcards):
     """The files a dataset is prepared from, so that editing or replacing one reruns its preparation and
-    everything after it: a label CSV and its image folder, the official layout under a configured
-    ``root``, or the acquisition record of a dataset the workflow acquires itself. That record is ``ancient``:
-    acquisition yields the same verified files whenever it runs (another policy, a mirror, a deleted ``raw/``),
-    so rerunning it does not rerun what was prepared from them."""
+    everything after it: a label file and the images it lists (not the rest of their folder), the official
+    layout under a configured ``root``, or the acquisition record of a dataset the workflow acquires itself.
+    That record is ``ancient``: acquisition yields the same verified files whenever it runs (another policy, a
+    mirror, a deleted ``raw/``), so rerunning it does not rerun what was prepared from them."""
     cfg = DATASETS[wildcards.dataset]
     if cfg["kind"] == "labels":
-        return {"labels": cfg["labels"], "images": folder_files(cfg["images"])}
+        images = listed_images(cfg["labels"], cfg["images"], cfg["image_column"])
+        return {"labels": cfg["labels"], "images": images or [cfg["images"]]}
     if acquired(cfg):
         return {"acquired": ancient(f"data/{wildcards.dataset}/raw/acquired.json")}
     return {"layout": [os.path.join(cfg["root"], path) for path in data.KINDS[cfg["kind"]].source.layout]}

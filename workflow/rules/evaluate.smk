@@ -79,7 +79,7 @@ rule evaluate_cross:
         ridge_alphas=config["evaluation"]["ridge_alphas"],
         crops=config["crops"],
         batch_size=config["backbone"]["batch_size"],
-        device=config["finetune"]["device"],
+        finetune={"device": config["finetune"]["device"]},
     log:
         "logs/cross_dataset/{train}/{test}/evaluate_cross_split{split}.log",
     benchmark:

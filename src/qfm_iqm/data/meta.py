@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -12,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from qfm_iqm.io import InputError
+
+log = logging.getLogger(__name__)
 
 META_COLUMNS = ["image_id", "path", "score", "score_raw", "ref_id", "distortion", "level"]
 POOL_COLUMNS = ["image_id", "path", "ref_id", "distortion", "level"]
@@ -166,17 +170,45 @@ def synthetic_meta(dataset: str, *, image_id: list[str], path: list[str], raw: n
                       level=[level for _, _, level in parsed])
 
 
+FALLBACK_ENCODING = "cp1252"  # what spreadsheets on Windows write as "CSV"; a superset of Latin-1's letters
+
+
+def _row(data: bytes, offset: int) -> int:
+    """The line of ``data`` (1 = first) that holds byte ``offset``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def decode_table(path: Path) -> str:
+    """A CSV file's text: UTF-8 (a byte-order mark dropped), else Windows-1252 with a warning naming the first row
+    that is not UTF-8. InputError naming the row and the byte when neither encoding reads it."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        first = err.start
+    try:
+        text = data.decode(FALLBACK_ENCODING)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}, row {_row(data, err.start)}: byte 0x{data[err.start]:02x} is neither UTF-8 nor "
+                         f"{FALLBACK_ENCODING}; save the table as UTF-8") from None
+    log.warning("%s, row %d: byte 0x%02x is not UTF-8; the file is read as %s", path, _row(data, first), data[first],
+                FALLBACK_ENCODING)
+    return text
+
+
 def read_label_table(path: Path, dataset: str, columns: list[str], **read_options) -> pd.DataFrame:
     """A .csv or .xlsx label file with the required ``columns`` (first is the image name, read as text).
 
-    Indexed by row of the file (header = row 1); rows blank in every required column are skipped (spreadsheets may
-    end in blank rows). InputError for an empty file, a table without data rows and a row without image name.
+    A CSV file is read as ``decode_table`` says. Indexed by row of the file (header = row 1); rows blank in every
+    required column are skipped (spreadsheets may end in blank rows). InputError for an empty file, a table
+    without data rows and a row without image name.
     """
     require_file(path, dataset)
     excel = path.suffix.lower() in (".xlsx", ".xls")
     reader = pd.read_excel if excel else partial(pd.read_csv, skip_blank_lines=False)  # blank lines keep their row
+    source = path if excel else io.StringIO(decode_table(path))
     try:  # keep_default_na=False: report 'n/a' as written
-        table = reader(path, **{"dtype": {columns[0]: str}, "keep_default_na": False, **read_options})
+        table = reader(source, **{"dtype": {columns[0]: str}, "keep_default_na": False, **read_options})
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file (no header, no rows)") from None
     table.columns = [str(c).strip() for c in table.columns]
