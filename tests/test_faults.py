@@ -162,6 +162,21 @@ def test_a_device_torch_cannot_use_stops_the_run_before_any_job(device: str, lin
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
 
 
+def test_a_job_on_a_machine_without_its_device_stops_with_one_line(tmp_path: Path, capfd) -> None:
+    """Where the run starts is not always where jobs run (a cluster): each job checks its devices first."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA devices")
+    from qfm_iqm.runner import run_stage
+
+    log = tmp_path / "extract_features.log"
+    with pytest.raises(SystemExit):
+        run_stage("extract_features", {}, {"features": str(tmp_path / "f.npz")},
+                  {"backbone": {**tiny_config()["backbone"], "device": "cuda:7"}}, str(log))
+    line = "backbone.device: 'cuda:7', but torch sees no CUDA device on this machine (use cpu)"
+    assert f"ERROR in extract_features: {line}" in capfd.readouterr().err.splitlines()
+    assert line in log.read_text() and not (tmp_path / "f.npz").exists()
+
+
 def test_every_listed_image_is_tracked_and_nothing_else_in_the_folder(tmp_path: Path) -> None:
     """Hidden images and images reached through ``../`` are inputs when the table lists them; a file the table
     does not list is not."""
