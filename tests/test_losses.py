@@ -1,5 +1,5 @@
 """The student's loss terms, each tested so that a broken implementation fails: the noise path, shared
-dropout masks, the crop-to-partner mapping, the stop-gradient of L_sens and L_kd's targets."""
+dropout masks, the crop-to-partner mapping, L_sens's gradients (symmetric or detached) and L_kd's targets."""
 
 from __future__ import annotations
 
@@ -81,14 +81,18 @@ def test_a_partner_drawn_per_step_is_one_of_the_images_k_partners() -> None:
     assert any(len(rows) > 1 for rows in drawn.values())
 
 
-def test_l_sens_stops_the_gradient_of_the_clean_prediction() -> None:
+@pytest.mark.parametrize("target", ["symmetric", "detached"])
+def test_l_sens_pulls_both_predictions_or_stops_the_clean_ones_gradient(target: str) -> None:
     pred = torch.tensor([0.2, 0.7], requires_grad=True)
     noisy = torch.tensor([0.5, 0.1], requires_grad=True)
-    cfg = train.TrainConfig(**{**CFG.__dict__, **MATCH})
+    cfg = train.TrainConfig(**{**CFG.__dict__, **MATCH, "sens_target": target})
     terms = train.qfm_loss(torch.nn.functional.l1_loss, cfg, torch.tensor([0.3, 0.6]), pred, noisy)
     clean_grad, noisy_grad = torch.autograd.grad(terms["loss_sens"], [pred, noisy], allow_unused=True)
-    assert clean_grad is None or not clean_grad.any()
-    assert noisy_grad is not None and noisy_grad.abs().sum() > 0
+    assert noisy_grad is not None and torch.equal(noisy_grad, torch.tensor([0.5, -0.5]))
+    if target == "symmetric":  # |noisy - clean| pulls the clean prediction towards the noisy one as much
+        assert clean_grad is not None and torch.equal(clean_grad, -noisy_grad)
+    else:
+        assert clean_grad is None or not clean_grad.any()
 
 
 def test_l_kd_regresses_pool_crops_to_the_teachers_labels(monkeypatch: pytest.MonkeyPatch) -> None:

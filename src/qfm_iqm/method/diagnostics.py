@@ -52,16 +52,20 @@ def nuisance_reliance(model: QualityModel, x: np.ndarray, seed: int = 0) -> floa
 
 
 def nuisance_experiment(seed: int, head: str = "decoder", noise_form: str = "add", eps: float = 0.3,
-                        adv_weight: float = 1.0, sens_weight: float = 0.5, epochs: int = 30) -> dict[str, dict]:
-    """Baseline and matching students on one synthetic draw: model -> {reliance, srcc} on the test images."""
+                        adv_weight: float = 1.0, sens_weight: float = 0.5, epochs: int = 30,
+                        sens_target: str = "detached") -> dict[str, dict]:
+    """Baseline and matching students on one synthetic draw: model -> {reliance, srcc} on the test images. Each
+    model is initialised from ``seed``, whatever ran before."""
     x, y, content = nuisance_tokens(seed)
     x_test, y_test, _ = nuisance_tokens(seed + 1000, test=True)
     if head != "decoder":  # pooled heads read the token mean
         x, x_test = x.mean(2), x_test.mean(2)
-    matching = {"adv_weight": adv_weight, "sens_weight": sens_weight, "eps": eps, "noise_form": noise_form}
+    matching = {"adv_weight": adv_weight, "sens_weight": sens_weight, "eps": eps, "noise_form": noise_form,
+                "sens_target": sens_target}
     out = {}
     for name, settings in [("baseline", {}), ("matching", matching)]:
         tokens = {"tokens": x.shape[2], "heads": 2} if head == "decoder" else {}
+        torch.manual_seed(seed)
         model = QualityModel(x.shape[-1], head=head, hidden=16, dropout=0.0, **tokens)
         cfg = train.TrainConfig(epochs=epochs, lr=3e-3, weight_decay=0.0, batch_size=32, loss="smooth_l1",
                                 seed=seed, **settings)

@@ -5,7 +5,9 @@ Every crop is a training sample labelled with its image's score. The student's l
 
 - the semantic-noise terms perturb each crop's features with ``eps`` x its mined partner's (a
   quality-matched, semantically distant image); ``L_adv`` regresses the perturbed prediction to
-  the image's own score, ``L_sens = |pred(noisy) - stopgrad(pred(clean))|``;
+  the image's own score; ``L_sens = |pred(noisy) - pred(clean)|`` pulls the two predictions together, with
+  gradients through both (``sens_target`` "symmetric") or with the clean one under stop-gradient ("detached",
+  which only pushes the noisy prediction: every step moves both, so the gap barely shrinks);
 - ``L_kd`` regresses predictions on the teacher-labelled expansion pool to the teacher's.
 
 The clean and noisy passes of a step share their dropout masks, so that L_sens measures the noise
@@ -64,12 +66,17 @@ class TrainConfig:
     adv_weight: float = 0.0
     sens_weight: float = 0.0
     noise_form: str = "add"  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
+    sens_target: str = "detached"  # L_sens against pred(clean): "symmetric" (gradients through both) or "detached"
     partner_draw: str = "mean"  # with several partners per image: "mean" of them, or "sample" one per step
     crops_per_epoch: int = 0  # random crops per image and epoch; 0: every crop
     precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (weights and optimiser stay fp32)
 
 
 LOSS_TERMS = ["loss", "loss_clean", "loss_adv", "loss_sens", "loss_kd"]
+SENS_TARGETS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "symmetric": lambda pred: pred,  # L_sens's gradient reaches the clean prediction too
+    "detached": torch.Tensor.detach,  # stop-gradient on the clean prediction
+}
 
 
 def qfm_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: TrainConfig, y: torch.Tensor,
@@ -81,7 +88,7 @@ def qfm_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg:
     loss = terms["loss_clean"]
     if noisy is not None:
         terms["loss_adv"] = loss_fn(noisy, y)
-        terms["loss_sens"] = (noisy - pred.detach()).abs().mean()
+        terms["loss_sens"] = (noisy - SENS_TARGETS[cfg.sens_target](pred)).abs().mean()
         loss = loss + cfg.adv_weight * terms["loss_adv"] + cfg.sens_weight * terms["loss_sens"]
     if kd_pred is not None:
         terms["loss_kd"] = loss_fn(kd_pred, kd_target)
