@@ -2,13 +2,12 @@
 case with the input, the exit code and the first line of the error (or the result), then whether any case printed
 a traceback. The workflow cases run Snakemake on the tests' 12-image ``labels`` folder.
 
-    python bench/bad_inputs.py            # about 2 minutes on 2 cores
+    python bench/bad_inputs.py            # a few minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import json
 import logging
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,12 +29,13 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import write_image  # noqa: E402
 from test_faults import LABELS, _rows, bomb_png, labels_workdir  # noqa: E402
+from test_faults_scoring import deny_folder, failing_write  # noqa: E402
 from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config  # noqa: E402
 
 from qfm_iqm import load_model  # noqa: E402
 from qfm_iqm.deploy import cli  # noqa: E402
 from qfm_iqm.deploy.bundle import CONTENT_SHA256, INFO, shipped  # noqa: E402
-from qfm_iqm.io import InputError, write_csv  # noqa: E402
+from qfm_iqm.io import InputError  # noqa: E402
 
 QFM_IQM = str(Path(sys.executable).with_name("qfm-iqm"))
 Outcome = tuple[str, int | str, str]  # input, exit code (or "raised"), first line of the error or the result
@@ -103,18 +104,10 @@ def _(work: Path) -> Outcome:
 
 @case("final write fails (injected)")
 def _(work: Path) -> Outcome:
-    def read_only(table, path) -> None:
-        if Path(path).name == "scores.csv":
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        write_csv(table, path)
-
-    cli.write_csv, original = read_only, cli.write_csv
     err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            code = cli.main(["score", str(photos(work)), "-o", str(work / "scores.csv"), "-q"])
-    finally:
-        cli.write_csv = original
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
+        failing_write(patch)
+        code = cli.main(["score", str(photos(work)), "-o", str(work / "scores.csv"), "-q"])
     return "-o scores.csv, its write fails (EROFS)", code, err.getvalue().splitlines()[-1]
 
 
@@ -145,19 +138,11 @@ def _(work: Path) -> Outcome:
         if os.geteuid() != 0:
             code, out, _ = qfm_iqm(work, "score", "locked")
             return "locked/ (chmod 000)", code, row_errors(out)
-        scandir = os.scandir  # root reads any folder: inject what a user who is not root sees
-
-        def denied(path: str | os.PathLike = ".") -> os.ScandirIterator:
-            if Path(path).name == "locked":
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-            return scandir(path)
-
-        os.scandir, out = denied, io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-                code = cli.main(["score", str(work / "locked"), "-q"])
-        finally:
-            os.scandir = scandir
+        out = io.StringIO()  # root reads any folder: inject what a user who is not root sees
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(io.StringIO()):
+            deny_folder(patch, work / "locked")
+            code = cli.main(["score", str(work / "locked"), "-q"])
         return "locked/ (chmod 000; as root, the denial is injected)", code, row_errors(out.getvalue())
     finally:
         os.chmod(work / "locked", 0o755)

@@ -89,7 +89,7 @@ def test_an_unwritable_output_is_refused_before_scoring(photos: Path, capsys) ->
     assert _one_error_line(err) == "qfm-iqm: error: cannot write /proc/x.csv: No such file or directory in /proc"
 
 
-def _failing_write(monkeypatch: pytest.MonkeyPatch, recovery_too: bool = False) -> None:
+def failing_write(monkeypatch: pytest.MonkeyPatch, recovery_too: bool = False) -> None:
     """Writing scores.csv fails as on a read-only file system, and so does its recovery file with ``recovery_too``."""
     def write(table: pd.DataFrame, path: str | os.PathLike) -> None:
         if Path(path).name == "scores.csv" or (recovery_too and ".recovered-" in Path(path).name):
@@ -102,7 +102,7 @@ def _failing_write(monkeypatch: pytest.MonkeyPatch, recovery_too: bool = False) 
 def test_a_failed_final_write_leaves_the_scores_in_a_recovery_file(photos: Path, tmp_path: Path, capsys,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     (photos / "bad.jpg").write_bytes(b"not a jpeg")
-    _failing_write(monkeypatch)
+    failing_write(monkeypatch)
     code, _, err = score(capsys, str(photos), "-o", str(tmp_path / "scores.csv"))
     assert code == cli.EXIT_RUN_FAILED, err
     recovered = sorted(tmp_path.glob("scores.recovered-*.csv"))
@@ -116,7 +116,7 @@ def test_a_failed_final_write_leaves_the_scores_in_a_recovery_file(photos: Path,
 
 def test_when_no_file_can_be_written_the_scores_go_to_stdout(photos: Path, tmp_path: Path, capsys,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    _failing_write(monkeypatch, recovery_too=True)
+    failing_write(monkeypatch, recovery_too=True)
     code, out, err = score(capsys, str(photos), "-o", str(tmp_path / "scores.csv"))
     assert code == cli.EXIT_RUN_FAILED and err.splitlines()[-1].endswith("the scores of all 2 files went to stdout")
     assert len(pd.read_csv(io.StringIO(out))) == 2
@@ -137,6 +137,18 @@ def test_bad_devices_are_one_line_naming_the_option(photos: Path, capsys) -> Non
         load_model("livec", device="banana")
 
 
+def deny_folder(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Listing ``folder`` fails as after ``chmod 000`` for a user who is not root (root reads any folder)."""
+    scandir = os.scandir
+
+    def denied(path: str | os.PathLike = ".") -> os.ScandirIterator:
+        if Path(path) == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+
+
 def test_links_fifos_unreadable_folders_and_empty_globs_each_get_a_row(photos: Path, tmp_path: Path, capsys,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     (photos / "dangling.jpg").symlink_to("nowhere.jpg")
@@ -145,14 +157,7 @@ def test_links_fifos_unreadable_folders_and_empty_globs_each_get_a_row(photos: P
     os.mkfifo(photos / "pipe.jpg")
     locked = tmp_path / "locked"
     write_image(locked / "x.jpg")
-    scandir = os.scandir
-
-    def denied(path: str | os.PathLike = ".") -> os.ScandirIterator:  # chmod 000 as seen by a user who is not root
-        if Path(path) == locked:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", denied)
+    deny_folder(monkeypatch, locked)
     code, out, err = score(capsys, str(photos), str(locked), str(tmp_path / "none" / "*.png"))
     rows = pd.read_csv(io.StringIO(out), keep_default_na=False).set_index("path")["error"]
     assert code == cli.EXIT_IMAGE_FAILED, err
