@@ -68,8 +68,9 @@ def test_a_bundled_decoder_student_scores_as_the_pipeline_predicts(decoder_run: 
     np.testing.assert_allclose(raw, preds["decoder"], rtol=0, atol=1e-5)
 
 
-SCORING = {"evaluate_split": 2, "summarize": 1, "sensitivity_sweep": 1, "compare_with_paper": 1, "plot_scatter": 3,
-           "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "export_model": 1, "all": 1}
+SCORING = {"evaluate_split": 2, "summarize": 1, "claims": 1, "sensitivity_sweep": 1, "compare_with_paper": 1,
+           "plot_scatter": 3, "plot_ablation": 1, "plot_sensitivity": 1, "report_benchmarks": 1, "report_config": 1,
+           "export_model": 1, "all": 1}
 
 
 @pytest.mark.parametrize("change, expected", [

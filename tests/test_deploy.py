@@ -55,6 +55,8 @@ def test_the_workflow_bundles_the_full_student_trained_on_every_image(tiny_run: 
     assert b.info["backbone"]["weights"] == "package" and len(b.info["backbone"]["sha256"]) == 64
     assert b.info["crops"] == {"n": 2, "size": 64, "seed": 0}
     assert b.info["settings"]["student"]["arch"]["hidden"] == 16
+    assert "L_sens = |pred(noisy) - pred(clean)| with gradients through both predictions, weight 0.5." in \
+        (tiny_bundle / "MODEL.md").read_text()  # the card says which loss trained the model
     summary = pd.read_csv(tiny_run / "results/tiny/summary.csv").set_index("model")
     metrics = {m["model"]: m for m in b.info["metrics"]}
     assert metrics["full"]["srcc_median"] == pytest.approx(summary.loc["full", "srcc_median"])

@@ -61,6 +61,9 @@ def test_report_loads_in_headless_chromium_with_figures_and_tables(tiny_run: Pat
     comparison = base64.b64decode(tables["paper_comparison.csv"]).decode()
     assert comparison.startswith("dataset,metric,paper") and "livec,srcc,0.891" in comparison
     assert "train_student" in base64.b64decode(tables["benchmarks.csv"]).decode()
+    assert "1. accuracy: full beats its base" in base64.b64decode(tables["claims.csv"]).decode()
+    config = re.search(r"filename=config\.yaml;base64,([A-Za-z0-9+/=]+)", html)  # the configuration: a page of its own
+    assert config and "name: tf_efficientnet_lite0" in base64.b64decode(config.group(1)).decode()
 
     chrome = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--virtual-time-budget=20000", "--window-size=1280,900"]
@@ -69,9 +72,12 @@ def test_report_loads_in_headless_chromium_with_figures_and_tables(tiny_run: Pat
     app = dom[dom.index('<div id="app">'):]
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", app[: app.find("<script")]))
     for heading in ["Results", "Observation", "Predictions", "Ablation", "Sensitivity", "Attention",
-                    "Paper comparison", "Benchmarks", "Configuration used", "QFM-IQM reproduction"]:
+                    "Paper comparison", "Benchmarks", "Configuration", "QFM-IQM reproduction",
+                    "tiny: the paper's claims, tested", "Headline numbers"]:
         assert heading in text, heading  # rendered by the report's JavaScript, not just present in its data
-    assert '"tf_efficientnet_lite0"' in text  # the configuration of the run
+    # the front page opens with the claims table and the headline numbers, read from the run's files
+    assert text.index("1. accuracy: full beats its base") < text.index("Headline numbers") < text.index("Everything else")
+    assert "SRCC mean [95% CI]" in text and '"tf_efficientnet_lite0"' not in text  # no configuration dump
 
     shot = tmp_path / "shot.png"
     subprocess.run([*chrome, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=180, check=True)

@@ -15,9 +15,9 @@ STYLE = {"dpi": 40, "figsize": [3.0, 3.0], "marker_size": 4, "attention_images":
 
 
 def _summary(srcc: float, ci: tuple[float, float]) -> pd.DataFrame:
-    return pd.DataFrame([{"model": "full", "splits": 10, "srcc_median": srcc, "srcc_iqr": 0.03, "srcc_ci_low": ci[0],
-                          "srcc_ci_high": ci[1], "plcc_median": 0.84, "plcc_iqr": 0.02, "plcc_ci_low": 0.82,
-                          "plcc_ci_high": 0.85}])
+    return pd.DataFrame([{"model": "full", "splits": 10, "srcc_median": srcc, "srcc_iqr": 0.03, "srcc_ci_low": 0.0,
+                          "srcc_ci_high": 1.0, "srcc_mean_ci_low": ci[0], "srcc_mean_ci_high": ci[1],
+                          "plcc_median": 0.84, "plcc_iqr": 0.02, "plcc_mean_ci_low": 0.82, "plcc_mean_ci_high": 0.85}])
 
 
 def test_verdicts_follow_the_declared_tolerance_and_the_ci() -> None:
@@ -38,6 +38,7 @@ def test_comparison_has_one_row_per_published_cell_and_keeps_unknowns_unknown() 
     assert rows[("livec", "srcc", "livec")].verdict == "miss"
     assert rows[("livec", "srcc", "livec")].delta == pytest.approx(0.805 - 0.891)
     assert rows[("livec", "srcc", "livec_g")].verdict == "match"
+    assert rows[("livec", "srcc", "livec")].ci_low == 0.785  # the t CI of the mean, not the bootstrap CI of the median
     assert rows[("livec", "plcc", "livec")].verdict == "miss" and rows[("livec", "plcc", "livec")].ours_median == 0.84
     assert rows[("live", "srcc", "")].verdict == "no paper value" and np.isnan(rows[("live", "srcc", "")].paper)
     assert rows[("koniq10k", "srcc", "")].verdict == "not run"

@@ -1,8 +1,9 @@
 """The paper-versus-ours table: one row per published cell (dataset, metric), with a verdict.
 
 Verdicts: ``match`` (|ours - paper| <= tolerance, declared in the config before the run), ``within CI``
-(the paper's value lies inside our bootstrap CI of the median), ``miss``, ``not run`` (no run of that
-dataset here), ``no paper value`` (the paper's cell is unknown; it stays unknown).
+(the paper's value lies inside our 95% t CI of the mean over splits, with the Nadeau-Bengio corrected variance;
+a bootstrap CI of a median from so few splits is too unreliable to rest on), ``miss``, ``not run`` (no run of
+that dataset here), ``no paper value`` (the paper's cell is unknown; it stays unknown).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def compare(published: dict[str, dict[str, float | None]], source: str, toleranc
                 rows.append({**base, "verdict": "not run" if paper is not None else "no paper value"})
             for run in ours:
                 row = summaries[run["name"]].set_index("model").loc[run["model"]]
-                median, ci = row[f"{metric}_median"], (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"])
+                median, ci = row[f"{metric}_median"], (row[f"{metric}_mean_ci_low"], row[f"{metric}_mean_ci_high"])
                 rows.append({**base, "run": run["name"], "model": run["model"], "backbone": run["backbone"],
                              "mode": run["mode"], "splits": int(row["splits"]), "ours_median": median,
                              "ours_iqr": row[f"{metric}_iqr"], "ci_low": ci[0], "ci_high": ci[1],
@@ -55,7 +56,7 @@ def to_markdown(table: pd.DataFrame) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
     legend = ("One row per published cell. `match`: |ours - paper| <= tolerance; `within CI`: the paper's value lies "
-              "in our 95% bootstrap CI of the median; `miss`: neither; `not run`: no run of that dataset here; "
+              "in our 95% t CI of the mean over splits (Nadeau-Bengio corrected); `miss`: neither; `not run`: no run of that dataset here; "
               "`no paper value`: the paper's cell is unknown and stays unknown.")
     header = ("| dataset | metric | paper | ours (median) | IQR | 95% CI | delta | tolerance | verdict | run | model | "
               "backbone | mode | splits | source |")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -55,11 +55,80 @@ def paired_wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.wilcoxon(a, b).pvalue)
 
 
-def summarise(per_split: pd.DataFrame, reference: str | None = None, resamples: int = 2000,
-              confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Median and inter-quartile range of every metric per model over splits; for SRCC and PLCC
-    also a bootstrap CI of the median and, against ``reference`` on the same splits, a paired
-    Wilcoxon p-value and the number of splits where the model is higher, over the splits both were run on."""
+def min_wilcoxon_p(n: int) -> float:
+    """The smallest two-sided p-value the exact Wilcoxon signed-rank test can give on ``n`` pairs (all of one sign)."""
+    return min(1.0, 2.0 ** (1 - n))
+
+
+def corrected_se(d: np.ndarray, test_fraction: float) -> float:
+    """Standard error of the mean of ``d``, per-split differences (or values) from repeated random splits
+    whose test parts are ``test_fraction`` of the data: the Nadeau and Bengio (2003) variance
+    (1/J + n_test/n_train) s^2, which allows for the training parts the splits share."""
+    return float(np.sqrt((1 / len(d) + test_fraction / (1 - test_fraction)) * np.var(d, ddof=1)))
+
+
+def corrected_ttest(d: np.ndarray, test_fraction: float) -> float:
+    """Two-sided p-value of the corrected resampled t-test (Nadeau and Bengio, 2003) that the mean of the
+    per-split differences ``d`` is 0; 1.0 when they are all equal to 0, NaN with fewer than 2 splits."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return np.nan
+    se = corrected_se(d, test_fraction)
+    if se == 0:
+        return 1.0 if np.allclose(d, 0) else 0.0
+    return float(2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1))
+
+
+def mean_ci(d: np.ndarray, test_fraction: float, confidence: float = 0.95) -> tuple[float, float]:
+    """t-based CI of the mean of ``d`` with the corrected standard error (NaN with fewer than 2 splits)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return np.nan, np.nan
+    half = stats.t.ppf((1 + confidence) / 2, len(d) - 1) * corrected_se(d, test_fraction)
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def detectable_effect(d: np.ndarray, test_fraction: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest mean difference the corrected t-test on these splits detects with ``power`` at two-sided
+    ``alpha``, given the spread of ``d`` (non-central t; NaN with fewer than 2 splits or no spread)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2 or np.var(d) == 0:
+        return np.nan
+    df, se = len(d) - 1, corrected_se(d, test_fraction)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(nc: float) -> float:  # power at non-centrality nc, less the target (the lower tail NaNs far out)
+        return stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc)) - power
+
+    return float(optimize.brentq(shortfall, 0.0, 40.0) * se)  # power at nc 40 is over 0.99 from 1 df on
+
+
+def holm(pvalues: pd.Series) -> pd.Series:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not part of the family)."""
+    p = pvalues.dropna().sort_values()
+    adjusted = np.minimum(1.0, np.maximum.accumulate((len(p) - np.arange(len(p))) * p.to_numpy()))
+    return pd.Series(adjusted, index=p.index).reindex(pvalues.index)
+
+
+def paired_tests(a: pd.Series, b: pd.Series, test_fraction: float, confidence: float) -> dict[str, float]:
+    """``a`` against ``b`` over the splits both have: mean difference with its corrected t CI, corrected t-test
+    and Wilcoxon p-values, the smallest detectable difference, and the number of splits where ``a`` is higher."""
+    both = a.notna() & b.notna()
+    d = (a[both] - b[both]).to_numpy()
+    low, high = mean_ci(d, test_fraction, confidence)
+    return {"diff": float(d.mean()) if len(d) else np.nan, "diff_ci_low": low, "diff_ci_high": high,
+            "p_corrected": corrected_ttest(d, test_fraction), "p_wilcoxon": paired_wilcoxon(a[both], b[both]),
+            "mde": detectable_effect(d, test_fraction), "wins": int((d > 0).sum()), "paired": len(d),
+            "too_few_splits": min_wilcoxon_p(len(d)) >= 0.05}
+
+
+def summarise(per_split: pd.DataFrame, reference: str | None = None, test_fraction: float = 0.2,
+              family: list[str] | None = None, resamples: int = 2000, confidence: float = 0.95,
+              seed: int = 0) -> pd.DataFrame:
+    """Median and inter-quartile range of every metric per model over splits; for SRCC and PLCC also the
+    mean with its corrected t CI, a bootstrap CI of the median and, against ``reference`` on the splits both were
+    run on, the tests of ``paired_tests``, with the corrected p-values of the models in ``family`` (default: all
+    tested) Holm-adjusted together."""
     grouped = per_split.groupby("model", sort=False)[METRICS]
     q1, med, q3 = grouped.quantile(0.25), grouped.median(), grouped.quantile(0.75)
     out = pd.DataFrame({"splits": grouped.size()})
@@ -69,34 +138,52 @@ def summarise(per_split: pd.DataFrame, reference: str | None = None, resamples: 
         out[f"{m}_iqr"] = q3[m] - q1[m]
         if m not in wide:
             continue
-        ci = {model: bootstrap_ci(wide[m][model].dropna().to_numpy(), resamples, confidence, seed)
-              for model in out.index}
+        values = {model: wide[m][model].dropna().to_numpy() for model in out.index}
+        ci = {model: bootstrap_ci(v, resamples, confidence, seed) for model, v in values.items()}
         out[f"{m}_ci_low"] = [ci[k][0] for k in out.index]
         out[f"{m}_ci_high"] = [ci[k][1] for k in out.index]
+        out[f"{m}_mean"] = [v.mean() for v in values.values()]
+        mean_cis = [mean_ci(v, test_fraction, confidence) for v in values.values()]
+        out[f"{m}_mean_ci_low"], out[f"{m}_mean_ci_high"] = [c[0] for c in mean_cis], [c[1] for c in mean_cis]
         if reference is not None:
-            ref = wide[m][reference]
-            paired = {k: (wide[m][k][both], ref[both]) for k in out.index
-                      for both in [wide[m][k].notna() & ref.notna()]}  # the splits both models were run on
-            out[f"{m}_p_vs_{reference}"] = [paired_wilcoxon(a, b) for a, b in paired.values()]
-            out[f"{m}_wins_vs_{reference}"] = [int((a > b).sum()) for a, b in paired.values()]
+            tests = pd.DataFrame({k: paired_tests(wide[m][k], wide[m][reference], test_fraction, confidence)
+                                  for k in out.index if k != reference}).T
+            tested = tests["p_corrected"].astype(float)
+            tests["p_holm"] = holm(tested if family is None else tested[tested.index.isin(family)])
+            for column in tests.columns:
+                out[f"{m}_{column}_vs_{reference}"] = tests[column]
     return out.reset_index()
 
 
 def to_markdown(summary: pd.DataFrame, title: str, reference: str | None = None) -> str:
-    """A Markdown table of median (IQR) per metric, with the CI and p-value columns when present."""
+    """Markdown: median (IQR) [bootstrap CI of the median] per metric and model, then, with ``reference``, each
+    model's SRCC and PLCC difference from it (mean [corrected t CI], corrected, Holm and Wilcoxon p, wins, the
+    smallest detectable difference)."""
     def cell(r: pd.Series, m: str) -> str:
         text = f"{r[f'{m}_median']:.3f} ({r[f'{m}_iqr']:.3f})"
-        if f"{m}_ci_low" in r:
-            text += f" [{r[f'{m}_ci_low']:.3f}, {r[f'{m}_ci_high']:.3f}]"
-        if reference is not None and f"{m}_p_vs_{reference}" in r:
-            text += f" p={r[f'{m}_p_vs_{reference}']:.3f} ({r[f'{m}_wins_vs_{reference}']}/{r['splits']})"
-        return text
+        return text + (f" [{r[f'{m}_ci_low']:.3f}, {r[f'{m}_ci_high']:.3f}]" if f"{m}_ci_low" in r else "")
 
-    names = [m.upper() + (" median (IQR) [CI]" + (f" p vs {reference} (wins)" if reference else "")
-                          if f"{m}_ci_low" in summary else " median (IQR)") for m in METRICS]
+    names = [m.upper() + (" median (IQR) [CI]" if f"{m}_ci_low" in summary else " median (IQR)") for m in METRICS]
     lines = [f"# {title}", "", "| model | splits | " + " | ".join(names) + " |", "|" + "---|" * (2 + len(METRICS))]
     for _, r in summary.iterrows():
         lines.append(f"| {r['model']} | {r['splits']} | " + " | ".join(cell(r, m) for m in METRICS) + " |")
+    if reference is not None and f"srcc_diff_vs_{reference}" in summary:
+        legend = ("Mean difference over the splits both ran on, [95% t CI with the Nadeau-Bengio corrected variance]; "
+                  "p: corrected resampled t-test, Holm-adjusted over the student variants, Wilcoxon signed-rank; wins: "
+                  "splits where the model is higher; MDE: the smallest mean difference the corrected test detects with "
+                  "80% power at p < 0.05 on these splits.")
+        lines += ["", f"## Against {reference}", "", legend, "",
+                  "| model | metric | difference [CI] | p corrected | p Holm | p Wilcoxon | wins | MDE | note |",
+                  "|" + "---|" * 9]
+        for _, r in summary[summary["model"] != reference].iterrows():
+            for m in ("srcc", "plcc"):
+                v = {k: r[f"{m}_{k}_vs_{reference}"] for k in ("diff", "diff_ci_low", "diff_ci_high", "p_corrected",
+                                                               "p_holm", "p_wilcoxon", "wins", "paired", "mde",
+                                                               "too_few_splits")}
+                note = f"{v['paired']} splits: Wilcoxon cannot reach p < 0.05" if v["too_few_splits"] else ""
+                lines.append(f"| {r['model']} | {m.upper()} | {v['diff']:+.4f} [{v['diff_ci_low']:+.4f}, "
+                             f"{v['diff_ci_high']:+.4f}] | {v['p_corrected']:.3f} | {v['p_holm']:.3f} | "
+                             f"{v['p_wilcoxon']:.3f} | {int(v['wins'])}/{int(v['paired'])} | {v['mde']:.4f} | {note} |")
     return "\n".join(lines) + "\n"
 
 

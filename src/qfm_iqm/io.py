@@ -86,9 +86,9 @@ def check_writable(path: str | os.PathLike) -> None:
         raise InputError(f"cannot write {path}: {err.strerror or err} in {folder}") from None
 
 
-def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, float_format: str | None = None) -> None:
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, float_format=float_format)
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:

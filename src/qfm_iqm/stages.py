@@ -336,6 +336,7 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
     from qfm_iqm.method.model import load_model
     from qfm_iqm.method.train import predict
+    from qfm_iqm.pairs import cosine_distance_matrix
     from qfm_iqm.sensitivity import matched_partners, sensitivity
 
     split = int(params.split)
@@ -343,6 +344,7 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     rows, test_feats = _labelled(input, split, "test")
     x, y = test_feats.features, rows["score"].to_numpy()
     preds = rows[["image_id", "score", "score_raw", "ref_id", "distortion", "level"]].assign(split=split)
+    preds["content_distance"] = cosine_distance_matrix(test_feats.semantic(), train_feats.semantic()).min(1)
     preds["ridge"] = evaluate.ridge_floor(train_feats.features, train_rows["score"].to_numpy(), x, params.ridge_alphas)
     models = {"teacher": load_model(input.teacher)}
     models.update({name: load_model(path) for name, path in zip(params.variants, input.students, strict=True)})
@@ -371,7 +373,7 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
 
     per_split = pd.concat([pd.read_csv(p) for p in input.metrics], ignore_index=True)
-    summary = evaluate.summarise(per_split, params.reference, **params.bootstrap)
+    summary = evaluate.summarise(per_split, params.reference, params.test_fraction, params.family, **params.bootstrap)
     sens = pd.concat([pd.read_csv(p) for p in input.sensitivity], ignore_index=True)
     write_csv(per_split, output.metrics)
     write_csv(summary, output.summary)
@@ -379,6 +381,23 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     title = f"{params.dataset}: {params.backbone}, {len(input.metrics)} splits; full model: {params.mode}"
     write_text(evaluate.to_markdown(summary, title, params.reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
+
+
+@stage
+def claims(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm import claims
+
+    def joined(paths: list[str]) -> pd.DataFrame:
+        return pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in paths], ignore_index=True)
+
+    summary = pd.read_csv(input.summary)
+    table = claims.claims_table(pd.read_csv(input.metrics), joined(input.sensitivity), joined(input.predictions),
+                                summary, params.reference, params.test_fraction, params.claimed_gain, params.student,
+                                params.synthetic_seeds)
+    write_csv(table, output.table, float_format="%.4g")
+    write_csv(claims.headline(summary, ["ridge", "teacher", params.reference, "full", "finetune"]), output.headline)
+    write_text(claims.to_markdown(table, f"{params.dataset}: the paper's claims, tested"), output.markdown)
+    log.info("\n%s", table.to_string(index=False))
 
 
 @stage
@@ -584,3 +603,10 @@ def report_benchmarks(input: NS, output: NS, params: NS) -> None:
     table = benchmark_table(params.folder, params.rules)
     write_csv(table, output.table)
     log.info("\n%s", table.to_string(index=False))
+
+
+@stage
+def report_config(input: NS, output: NS, params: NS) -> None:
+    import yaml
+
+    write_text(yaml.safe_dump(params.config, sort_keys=False), output.config)

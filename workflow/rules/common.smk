@@ -332,13 +332,14 @@ def figure_targets():
 
 def evaluation_targets():
     """The evaluation tables of the run: summaries, the cross-dataset matrix, the paper comparison."""
-    targets = expand("results/{dataset}/{table}", dataset=config["run"], table=["summary.md", "sensitivity_sweep.csv"])
+    targets = expand("results/{dataset}/{table}", dataset=config["run"],
+                     table=["summary.md", "claims.md", "sensitivity_sweep.csv"])
     targets.append("results/paper_comparison.md")
     return targets + (["results/cross_dataset/matrix.md"] if CROSS["pairs"] else [])
 
 
 def all_targets():
-    targets = evaluation_targets() + figure_targets() + bundle_targets() + ["results/benchmarks.csv"]
+    targets = evaluation_targets() + figure_targets() + bundle_targets() + ["results/benchmarks.csv", "results/config.yaml"]
     for name in config["run"]:
         targets += expand("results/{dataset}/split{split}/pair_stats.json", dataset=name, split=range(n_splits(name)))
     return targets

@@ -44,6 +44,8 @@ rule summarize:
         backbone=BACKBONE,
         mode=feature_mode(),
         reference=config["ablation"]["reference"],
+        test_fraction=config["splits"]["test_fraction"],
+        family=[v for v in VARIANTS if v != config["ablation"]["reference"]],
         bootstrap=config["evaluation"]["bootstrap"],
     log:
         "logs/{dataset}/summarize.log",
@@ -52,6 +54,35 @@ rule summarize:
     resources:
         mem_mb=1000,
         runtime=5,
+    script:
+        SCRIPT
+
+
+rule claims:
+    input:
+        metrics="results/{dataset}/metrics.csv",
+        summary="results/{dataset}/summary.csv",
+        sensitivity=per_split("results/{dataset}/split{split}/sensitivity.csv"),
+        predictions=per_split("results/{dataset}/split{split}/predictions.csv"),
+    output:
+        table=report("results/{dataset}/claims.csv", caption="../report/claims.rst", category="1. Claims",
+                     labels={"dataset": "{dataset}"}),
+        markdown="results/{dataset}/claims.md",
+        headline="results/{dataset}/headline.csv",
+    params:
+        dataset="{dataset}",
+        reference=config["ablation"]["reference"],
+        test_fraction=config["splits"]["test_fraction"],
+        claimed_gain=lambda wildcards: config["comparison"]["claimed_gain"].get(DATASETS[wildcards.dataset]["kind"]),
+        student=config["student"],
+        synthetic_seeds=config["evaluation"]["synthetic_seeds"],
+    log:
+        "logs/{dataset}/claims.log",
+    benchmark:
+        "benchmarks/{dataset}/claims.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         SCRIPT
 

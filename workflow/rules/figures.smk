@@ -175,3 +175,17 @@ rule report_benchmarks:
         runtime=5,
     script:
         SCRIPT
+
+
+rule report_config:
+    output:
+        config=report("results/config.yaml", caption="../report/config.rst", category="Configuration"),
+    params:
+        config=config,
+    log:
+        "logs/report_config.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        SCRIPT

@@ -241,12 +241,19 @@ def model_card(info: dict) -> str:
     files = "\n".join(f"| {name} | `{digest}` |" for name, digest in info["files"].items())
     prov = info["provenance"]
     cite = f"\n\nCite the dataset: {data['citation']}." if data.get("citation") else ""
+    m = student["matching"]  # bundles from before sens_target existed were trained with the stop-gradient form
+    target = {"symmetric": "with gradients through both predictions",
+              "detached": "with the clean prediction under stop-gradient"}[m.get("sens_target", "detached")]
+    noise = {"add": "z + eps z_partner, the paper's", "mix": "(1 - eps) z + eps z_partner"}[m.get("noise_form", "add")]
+    loss = (f"Semantic noise: {noise} (eps {m['eps']}); L_adv weight {m['adv_weight']}, L_sens = |pred(noisy) - "
+            f"pred(clean)| {target}, weight {m['sens_weight']}." if m.get("adv_weight") or m.get("sens_weight")
+            else "Semantic-noise matching off.")
     return f"""# QFM-IQM model `{info['name']}`
 
 No-reference image quality assessment: QFM-IQM (Li et al., ICML 2024) as reproduced by {info['created_by']}:
 {head} ({bb['name']}, {crops['n']} crops of {crops['size']} px{view}), with the channel gate, semantic-noise
 matching and distillation. Trained on **all {data['images']} images** of `{data['name']}`; no setting was chosen on
-test data.
+test data. {loss}
 
 ## Use
 

@@ -66,7 +66,7 @@ class TrainConfig:
     adv_weight: float = 0.0
     sens_weight: float = 0.0
     noise_form: str = "add"  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
-    sens_target: str = "detached"  # L_sens against pred(clean): "symmetric" (gradients through both) or "detached"
+    sens_target: str = "symmetric"  # L_sens against pred(clean): "symmetric" (gradients through both) or "detached"
     partner_draw: str = "mean"  # with several partners per image: "mean" of them, or "sample" one per step
     crops_per_epoch: int = 0  # random crops per image and epoch; 0: every crop
     precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (weights and optimiser stay fp32)
