@@ -8,7 +8,7 @@ import pytest
 
 from qfm_iqm import claims, evaluate
 
-STUDENT = {"arch": {"head": "mlp"}, "matching": {"noise_form": "mix", "eps": 0.3, "adv_weight": 1.0,
+STUDENT = {"arch": {"head": "mlp"}, "train": {"loss": "smooth_l1"}, "matching": {"noise_form": "mix", "eps": 0.3, "adv_weight": 1.0,
                                                  "sens_weight": 0.5, "sens_target": "symmetric"}}
 
 

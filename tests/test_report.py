@@ -76,7 +76,7 @@ def test_report_loads_in_headless_chromium_with_figures_and_tables(tiny_run: Pat
                     "tiny: the paper's claims, tested", "Headline numbers"]:
         assert heading in text, heading  # rendered by the report's JavaScript, not just present in its data
     # the front page opens with the claims table and the headline numbers, read from the run's files
-    assert text.index("1. accuracy: full beats its base") < text.index("Headline numbers") < text.index("Everything else")
+    assert text.index("accuracy: full beats its base") < text.index("Headline numbers") < text.index("Everything else")
     assert "SRCC mean [95% CI]" in text and '"tf_efficientnet_lite0"' not in text  # no configuration dump
 
     shot = tmp_path / "shot.png"

@@ -17,7 +17,8 @@ STYLE = {"dpi": 40, "figsize": [3.0, 3.0], "marker_size": 4, "attention_images":
 def _summary(srcc: float, ci: tuple[float, float]) -> pd.DataFrame:
     return pd.DataFrame([{"model": "full", "splits": 10, "srcc_median": srcc, "srcc_iqr": 0.03, "srcc_ci_low": 0.0,
                           "srcc_ci_high": 1.0, "srcc_mean_ci_low": ci[0], "srcc_mean_ci_high": ci[1],
-                          "plcc_median": 0.84, "plcc_iqr": 0.02, "plcc_mean_ci_low": 0.82, "plcc_mean_ci_high": 0.85}])
+                          "plcc_median": 0.84, "plcc_iqr": 0.02, "plcc_ci_low": 0.0, "plcc_ci_high": 1.0,
+                          "plcc_mean_ci_low": 0.82, "plcc_mean_ci_high": 0.85}])
 
 
 def test_verdicts_follow_the_declared_tolerance_and_the_ci() -> None:

@@ -242,10 +242,11 @@ def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
     for rule in ["prepare_dataset", "build_expansion_pool", "convert_weights", "extract_features", "mine_pairs",
                  "train_teacher", "label_pool", "train_student", "evaluate_split", "plot_scatter", "plot_pairs"]:
         assert jobs[rule] >= 1, rule
-    assert jobs["evaluate_split"] == 10
-    assert jobs["train_teacher"] == jobs["label_pool"] == 10 + 1  # and the final model's, trained on every image
-    assert jobs["train_student"] == 10 * 8 + 1  # the full model and seven ablation variants; the final full model
-    assert jobs["export_model"] == 1
+    assert jobs["evaluate_split"] == 30
+    assert jobs["train_teacher"] == jobs["label_pool"] == 30 + 1  # and the final model's, trained on every image
+    # baseline and full on 30 splits, the six other variants on the first 10; the final full model
+    assert jobs["train_student"] == 30 * 2 + 10 * 6 + 1
+    assert jobs["export_model"] == jobs["claims"] == 1
 
 
 def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None:

@@ -55,12 +55,13 @@ def far_content_srcc(predictions: pd.DataFrame, models: list[str]) -> pd.DataFra
 
 
 def synthetic_row(student: dict, seeds: int) -> dict:
-    """The behavioural test (``qfm_iqm.method.diagnostics``, confounded regime) with this run's head and matching
-    settings: the matching student's reliance on content over the baseline's, on ``seeds`` independent draws
-    (geometric mean ratio, plain t-test on the log ratios)."""
+    """The behavioural test (``qfm_iqm.method.diagnostics``, confounded regime) with this run's head, matching
+    settings and quality loss: the matching student's reliance on content over the baseline's, on ``seeds``
+    independent draws (geometric mean ratio, plain t-test on the log ratios)."""
     logs = []
     for seed in range(seeds):
-        r = nuisance_experiment(seed, student["arch"]["head"], student["matching"], regime="confounded")
+        r = nuisance_experiment(seed, student["arch"]["head"], student["matching"], regime="confounded",
+                                loss=student["train"]["loss"])
         logs.append(np.log(r["matching"]["reliance"] / r["baseline"]["reliance"]))
     d = np.array(logs)
     low, high = evaluate.mean_ci(d, 0.0)

@@ -178,6 +178,8 @@ rule report_benchmarks:
 
 
 rule report_config:
+    input:
+        evaluation_targets(),  # written last, so that a run that fails leaves no configuration page behind
     output:
         config=report("results/config.yaml", caption="../report/config.rst", category="Configuration"),
     params:
