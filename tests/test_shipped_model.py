@@ -33,7 +33,8 @@ def test_the_shipped_file_is_the_one_its_model_card_describes() -> None:
     assert "Cite the dataset: D. Ghadiyaram and A. C. Bovik" in card
     assert bundle.info["dataset"]["images"] == 1162 and bundle.info["provenance"]["git"]["dirty"] is False
     full = next(m for m in bundle.info["metrics"] if m["model"] == "full")
-    assert full["splits"] == 10 and f"| 10 | {full['srcc_median']:.3f} [" in card
+    assert full["splits"] == 30 and f"| 30 | {full['srcc_median']:.3f} [" in card
+    assert "L_sens = |pred(noisy) - pred(clean)| with gradients through both predictions" in card  # the loss
 
 
 def test_qfm_iqm_score_with_the_shipped_model_writes_a_csv(tmp_path: Path) -> None:
