@@ -45,6 +45,7 @@ def _run(splits: int = 30) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return metrics, sensitivity, pd.concat(rows, ignore_index=True)
 
 
+@pytest.mark.slow  # the synthetic row trains 6 small models
 def test_the_claims_table_finds_the_effects_that_are_there_and_not_those_that_are_not() -> None:
     metrics, sensitivity, predictions = _run()
     summary = evaluate.summarise(metrics, "baseline", 0.2, family=["full", "gate"], resamples=200)

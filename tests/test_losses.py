@@ -135,6 +135,7 @@ def test_the_nuisance_reliance_measure_sees_a_model_that_reads_the_nuisance_bloc
     assert reliance["reads"] > 0.1 and reliance["blind"] < 0.3 * reliance["reads"], reliance
 
 
+@pytest.mark.slow  # trains 20 small models per head
 @pytest.mark.parametrize("head", ["mlp", "decoder"])
 def test_the_default_matching_lowers_the_reliance_on_a_confounder_without_costing_accuracy(head: str) -> None:
     """Claim 3 on synthetic tokens whose content correlates with quality on the training images only: with the
