@@ -1,7 +1,7 @@
 """Fault injection through Snakemake on the tiny config: a user's own labelled folder, edited and messy.
 
 Each bad input stops the run with one exact ``ERROR in <rule>: ...`` line and leaves nothing half-written;
-an edited label file reruns what depends on it; a ``kill -9`` is recovered by the README's commands to
+an edited label file reruns what depends on it; a ``kill -9`` is recovered by the commands of docs/operations.md to
 the same bytes; predictions stay on the scale of the scores; redrawn figures are byte-identical.
 """
 
@@ -280,7 +280,7 @@ def test_kill_9_during_training_then_the_documented_recovery_gives_the_same_metr
     locked = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert locked.returncode != 0  # Snakemake refuses: files marked incomplete, or the dead run's lock
     assert "--rerun-incomplete flag" in locked.stderr or "removed with the --unlock argument" in locked.stderr
-    subprocess.run([*cmd[:-1], "--unlock"], check=True, capture_output=True)  # the README's two commands
+    subprocess.run([*cmd[:-1], "--unlock"], check=True, capture_output=True)  # docs/operations.md's two commands
     subprocess.run([*cmd, "--rerun-incomplete"], check=True, capture_output=True)
     assert (run / "results/own/metrics.csv").read_bytes() == (labels_run / "results/own/metrics.csv").read_bytes()
 
@@ -314,8 +314,8 @@ def test_redrawn_figures_are_byte_identical_and_dvc_sees_no_change(tiny_run_copy
 
 
 def test_the_recovery_commands_are_documented() -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## When something goes wrong", 1)[1].split("\n## ", 1)[0]
+    page = (REPO / "docs/operations.md").read_text()
+    section = page.split("## When something goes wrong", 1)[1].split("\n## ", 1)[0]
     for words in ("--unlock", "--rerun-incomplete", "logs/", "data/<dataset>", "orphans",
                   'pgrep -af "$PWD/.snakemake/scripts/"'):
         assert words in section, words

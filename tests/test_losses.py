@@ -141,7 +141,7 @@ def test_the_default_matching_lowers_the_reliance_on_a_confounder_without_costin
     """Claim 3 on synthetic tokens whose content correlates with quality on the training images only: with the
     configured matching settings (config/config.yaml) and the bench's smooth-L1 quality loss, matching lowers the
     reliance on content on at least 8 of 10 draws and does not lower the median test SRCC. (With the pipeline's
-    smooth-L1 + PLCC loss the effect is much weaker; README "The corrected loss" gives the numbers, and
+    smooth-L1 + PLCC loss the effect is much weaker; docs/results.md "The corrected loss" gives the numbers, and
     the claims table tests the run's own loss.)"""
     from qfm_iqm.config import load_config_file
     from qfm_iqm.method.diagnostics import nuisance_experiment

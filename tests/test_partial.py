@@ -181,7 +181,7 @@ def test_bf16_partial_fine_tune_stays_within_tolerance_of_fp32(backbone: torch.n
     """``precision: bf16`` on the trainable top and decoder (every loss term) changes the arithmetic, not the
     model: after 9 steps, predictions rank the crops like fp32's (Spearman >= 0.99; measured 0.997) and differ by at
     most 0.02 (measured 0.009). Longer runs drift further apart, as any change of rounding does; whether bf16 trains
-    as good a model is a question for the carve-outs (README)."""
+    as good a model is a question for the carve-outs (docs/benchmarks.md, "Throughput")."""
     from scipy import stats
 
     feats = _packed(backbone, images=12)

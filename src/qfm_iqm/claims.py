@@ -1,5 +1,5 @@
-"""The paper's claims (docs/method.md section 6) tested on one dataset's run: one row per claim with our effect,
-its CI, the test and its p-value, the smallest effect the run could have detected, and a verdict.
+"""The paper's claims (docs/method.md, "The paper's numbers and claims") tested on one dataset's run: one row per
+claim with our effect, its CI, the test and its p-value, the smallest effect the run could have detected, and a verdict.
 
 Verdicts: ``supported`` (p < alpha in the claimed direction), ``not supported`` (p < alpha against it, or no
 significant effect although the run could have detected the claimed size), ``inconclusive`` (no significant
@@ -76,8 +76,9 @@ def synthetic_row(student: dict, seeds: int) -> dict:
 def claims_table(metrics: pd.DataFrame, sensitivity: pd.DataFrame, predictions: pd.DataFrame, summary: pd.DataFrame,
                  reference: str, test_fraction: float, claimed_gain: float | None, student: dict,
                  synthetic_seeds: int) -> pd.DataFrame:
-    """One row per claim of docs/method.md section 6 for the run whose per-split ``metrics``, ``sensitivity`` and
-    ``predictions`` (with ``content_distance``) and ``summary`` (Holm-adjusted p-values) are given."""
+    """One row per claim (docs/method.md, "The paper's numbers and claims") for the run whose per-split
+    ``metrics``, ``sensitivity`` and ``predictions`` (with ``content_distance``) and ``summary`` (Holm-adjusted
+    p-values) are given."""
     srcc = metrics.pivot(index="split", columns="model", values="srcc")
     shift = sensitivity.pivot(index="split", columns="model", values="relative_shift")
     far = far_content_srcc(predictions, [m for m in ("full", reference) if m in predictions])
@@ -114,8 +115,9 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
     def num(v: object, fmt: str = "{:+.4f}") -> str:
         return "" if v is None or pd.isna(v) else fmt.format(v)
 
-    legend = ("One row per claim of docs/method.md section 6. Effect: mean over the splits of the difference (the "
-              "geometric mean ratio for the synthetic row), [95% t CI with the Nadeau-Bengio corrected variance]. "
+    legend = ("One row per claim (docs/method.md, The paper's numbers and claims). Effect: mean over the splits "
+              "of the difference (the geometric mean ratio for the synthetic row), [95% t CI with the Nadeau-Bengio "
+              "corrected variance]. "
               "p: corrected resampled t-test; p Holm: adjusted over the student variants tested against the baseline "
               "(the verdict uses it where given). MDE: the smallest effect the test detects with 80% power at p < 0.05 "
               "on these splits (for the ratio: the reduction). Claimed: the published size, where the paper gives "
