@@ -6,10 +6,13 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import write_image
 from scipy import stats
 
@@ -47,6 +50,31 @@ def test_qfm_iqm_score_with_the_shipped_model_writes_a_csv(tmp_path: Path) -> No
     scale = json.loads((shipped("livec") / "bundle.json").read_text())["scale"]
     assert len(table) == 3 and table["error"].isna().all()
     assert table["score"].between(scale["min"], scale["max"]).all() and table["quality"].between(0, 1).all()
+
+
+def workflow_only_modules() -> list[str]:
+    """The top-level modules that only the ``workflow`` extra's distributions provide."""
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    extra = {re.split(r"[=<>\[ ]", req)[0].lower().replace("_", "-")
+             for req in pyproject["project"]["optional-dependencies"]["workflow"]}
+    return sorted(module for module, dists in metadata.packages_distributions().items()
+                  if {d.lower().replace("_", "-") for d in dists} <= extra)
+
+
+def test_scoring_needs_only_the_core_dependencies(tmp_path: Path) -> None:
+    """``pip install .`` (no extras) is enough to score: with every module of the workflow extra hidden, the shipped
+    model scores an image through the command line and through ``qfm_iqm.load_model``."""
+    hidden = workflow_only_modules()
+    assert {"snakemake", "dvc", "scipy", "jsonschema", "matplotlib"} <= set(hidden)
+    write_image(tmp_path / "p.jpg", (320, 240), seed=0)
+    script = (f"import sys\nfor name in {hidden!r}: sys.modules[name] = None\n"
+              "import qfm_iqm\nfrom qfm_iqm.deploy.cli import main\n"
+              "print(qfm_iqm.load_model('livec')(sys.argv[1]))\n"
+              "sys.exit(main(['score', sys.argv[1], '-o', sys.argv[2], '-q']))")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "p.jpg"), str(tmp_path / "scores.csv")],
+                          check=False, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(tmp_path / "scores.csv")["score"].iloc[0] == pytest.approx(float(proc.stdout.split()[-1]))
 
 
 def test_the_shipped_model_ranks_blur_and_jpeg_by_severity(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 
@@ -41,6 +40,8 @@ def _key(path: Any) -> str:
 
 def validate(config: dict, schema_path: str | Path) -> None:
     """Raise ConfigError for unknown keys, wrong types or values, naming every offending key."""
+    import jsonschema  # the workflow's extra: scoring images never validates a config
+
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
