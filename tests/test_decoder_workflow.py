@@ -33,7 +33,7 @@ def decoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decoder_run: Path) -> None:
     from qfm_iqm.backbone import create_backbone
     from qfm_iqm.feature_cache import FeatureSet
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
     from qfm_iqm.method.partial import ACTIVATION, EARLY
 
     meta = pd.read_csv(decoder_run / f"data/{DS}/meta.csv")

@@ -11,8 +11,9 @@ from scipy import stats
 from qfm_iqm import evaluate, pairs, splits
 from qfm_iqm.io import InputError
 from qfm_iqm.method import train
+from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.gate import ChannelGate
-from qfm_iqm.method.model import QualityModel, load_model, save_model
+from qfm_iqm.method.model import QualityModel
 
 
 def test_splits_are_reference_disjoint_and_reproducible() -> None:

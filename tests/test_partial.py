@@ -12,8 +12,9 @@ from qfm_iqm.backbone import create_backbone
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.io import InputError
 from qfm_iqm.method import train
+from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.gate import ChannelGate
-from qfm_iqm.method.model import QualityModel, load_model, save_model
+from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, model_for
 
 BACKBONE = "tf_efficientnet_lite0"

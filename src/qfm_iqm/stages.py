@@ -226,7 +226,7 @@ def _fit(arch: dict, model_args: dict, cfg: dict, feats: FeatureSet, y: np.ndarr
          **pool: np.ndarray) -> None:
     """Train a fresh, seeded model on ``feats`` and write its checkpoint and per-epoch log."""
     from qfm_iqm.method import train
-    from qfm_iqm.method.model import save_model
+    from qfm_iqm.method.checkpoint import save_model
     from qfm_iqm.method.partial import model_for
 
     train.seed_everything(cfg["seed"])
@@ -245,7 +245,7 @@ def train_teacher(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def label_pool(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
     from qfm_iqm.method.train import predict_crops
 
     pool_meta = read_meta(input.pool_meta, POOL_COLUMNS)
@@ -334,7 +334,7 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
 @stage
 def evaluate_split(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
     from qfm_iqm.method.train import predict
     from qfm_iqm.pairs import cosine_distance_matrix
     from qfm_iqm.sensitivity import matched_partners, sensitivity
@@ -403,7 +403,7 @@ def claims(input: NS, output: NS, params: NS) -> None:
 @stage
 def evaluate_cross(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import evaluate
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
     from qfm_iqm.method.train import predict
 
     split = int(params.split)
@@ -469,7 +469,7 @@ def plot_observation(input: NS, output: NS, params: NS) -> None:
     import torch
 
     from qfm_iqm import figures
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
 
     rows, feats = _labelled(input, 0, "test")
     model = load_model(input.model)
@@ -496,7 +496,7 @@ def plot_ablation(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
     from qfm_iqm.sensitivity import sweep
 
     students = {(Path(p).parents[1].name, Path(p).stem): p for p in input.students}  # (split<k>, variant)
@@ -528,7 +528,7 @@ def plot_sensitivity(input: NS, output: NS, params: NS) -> None:
 def plot_attention(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm import attention, figures
     from qfm_iqm.features import CropRecipe
-    from qfm_iqm.method.model import load_model
+    from qfm_iqm.method.checkpoint import load_model
 
     rows = _part(input, 0, "test").sort_values("score", ignore_index=True)
     n = min(params.style["attention_images"], len(rows))

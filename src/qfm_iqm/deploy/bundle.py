@@ -192,8 +192,8 @@ class Bundle:
         return model.eval()
 
     def quality_model(self) -> nn.Module:
-        """The trained quality model (``qfm_iqm.method.model.load_model``)."""
-        from qfm_iqm.method.model import load_model
+        """The trained quality model (``qfm_iqm.method.checkpoint.load_model``)."""
+        from qfm_iqm.method.checkpoint import load_model
 
         return load_model(self.root / MODEL)
 

@@ -7,12 +7,9 @@ crop (head ``decoder``). The semantic noise of QFM-IQM enters here, on the stand
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from qfm_iqm.io import atomic_path
 from qfm_iqm.method.gate import ChannelGate
 from qfm_iqm.method.heads import HEADS
 
@@ -137,23 +134,3 @@ class QualityModel(nn.Module):
         params = list(self.parameters())
         return [{"params": [p for p in params if id(p) not in plain], "lr": lr, "weight_decay": weight_decay},
                 {"params": [p for p in params if id(p) in plain], "lr": lr, "weight_decay": 0.0}]
-
-
-def save_model(model: nn.Module, path: Any, **extra: Any) -> None:
-    """Checkpoint with its architecture (``model.spec``), so that loading needs no config."""
-    with atomic_path(path) as tmp:
-        torch.save({"spec": model.spec, "state_dict": model.state_dict(), **extra}, tmp)
-
-
-def load_model(path: Any) -> nn.Module:
-    """The model saved at ``path``, in eval mode: a ``QualityModel``, or a ``qfm_iqm.method.partial.PartialModel``
-    (trained backbone top and decoder) when its spec has a ``partial`` section."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "partial" in ckpt["spec"]:
-        from qfm_iqm.method.partial import from_spec  # partial builds on this module
-
-        model = from_spec(ckpt["spec"])
-    else:
-        model = QualityModel(**ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()

@@ -1,0 +1,30 @@
+"""Checkpoints of quality models: saved with their architecture, loaded without a config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from qfm_iqm.io import atomic_path
+from qfm_iqm.method.model import QualityModel
+from qfm_iqm.method.partial import from_spec
+
+
+def save_model(model: nn.Module, path: Any, **extra: Any) -> None:
+    """Checkpoint with its architecture (``model.spec``), so that loading needs no config."""
+    with atomic_path(path) as tmp:
+        torch.save({"spec": model.spec, "state_dict": model.state_dict(), **extra}, tmp)
+
+
+def load_model(path: Any) -> nn.Module:
+    """The model saved at ``path``, in eval mode: a ``QualityModel``, or a ``qfm_iqm.method.partial.PartialModel``
+    (trained backbone top and decoder) when its spec has a ``partial`` section."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "partial" in ckpt["spec"]:
+        model = from_spec(ckpt["spec"])
+    else:
+        model = QualityModel(**ckpt["spec"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
