@@ -25,11 +25,10 @@ import yaml
 from scipy import stats
 
 from qfm_iqm import pairs, splits
-from qfm_iqm.config import load_config_file, loss_settings, matching_on
+from qfm_iqm.config import load_config_file, loss_settings, matching_on, resolve_weights
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
-from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.method import train
-from qfm_iqm.method.partial import model_for
+from qfm_iqm.feature_cache import FeatureSet, cache_dir
+from qfm_iqm.method import memory, train
 
 
 def merged_config(files: list[str]) -> dict:
@@ -49,11 +48,9 @@ class Caches:
     """The feature caches of one dataset, loaded once: pooled features, and cached activations per cut."""
 
     def __init__(self, config: dict, dataset: str) -> None:
-        crops = "c{n}s{size}r{seed}".format(**config["crops"])
+        self.dataset, self.crops = dataset, config["crops"]
         self.backbone = config["backbone"]["name"]
-        self.features = Path(f"results/{dataset}/features/{self.backbone}/{crops}")
-        self.activations = Path(f"results/{dataset}/activations/{self.backbone}/{crops}")
-        self.weights = Path(f"results/weights/{self.backbone}.pth")
+        self.weights = resolve_weights(config["backbone"], Path(f"results/weights/{self.backbone}.pth"))
         self.pool_meta = read_meta(f"data/{dataset}/pool/meta.csv", POOL_COLUMNS)
         self.loaded: dict[tuple, FeatureSet] = {}
 
@@ -61,41 +58,32 @@ class Caches:
         """What a model of ``arch`` reads: pooled features, or the activations cached at ``partial``'s cut."""
         key = (subset, partial["from_block"] if arch["head"] == "decoder" else None)
         if key not in self.loaded:
-            path = (self.features if key[1] is None else self.activations / f"b{key[1]}") / f"{subset}.npz"
-            feats = FeatureSet.load(path)
+            feats = FeatureSet.load(Path(cache_dir(self.dataset, self.backbone, self.crops, key[1])) / f"{subset}.npz")
             self.loaded[key] = feats.subset(self.pool_meta["image_id"]) if subset == "pool" else feats
         return self.loaded[key]
-
-    def model(self, arch: dict, partial: dict) -> torch.nn.Module:
-        return model_for(arch, self.get(arch, partial, "labelled"), self.backbone, self.weights, partial)
 
 
 def fit(caches: Caches, arch: dict, partial: dict, cfg: dict, ids: pd.Series, y: np.ndarray,
         **extra: np.ndarray) -> torch.nn.Module:
-    """A seeded model of ``arch`` trained on the images ``ids``."""
-    train.seed_everything(cfg["seed"])
-    model = caches.model(arch, partial)
-    train.train(model, caches.get(arch, partial, "labelled").subset(ids).features, y, train.TrainConfig(**cfg), **extra)
-    return model
+    """A seeded model of ``arch`` trained on the images ``ids`` (``qfm_iqm.method.train.fit``)."""
+    args = {"backbone": caches.backbone, "weights": caches.weights, "partial": partial}
+    return train.fit(arch, caches.get(arch, partial, "labelled").subset(ids), y, cfg, args, **extra)[0]
 
 
 def student_run(caches: Caches, student: dict, partial: dict, pairs_cfg: dict, ids: pd.Series, y: np.ndarray,
-                y_pool: np.ndarray, pool_ids: np.ndarray, semantic: np.ndarray,
+                y_pool: np.ndarray, pool_ids: pd.Series, semantic: np.ndarray,
                 pool_semantic: np.ndarray) -> torch.nn.Module:
     m, cfg = student["matching"], loss_settings(student)
     x = caches.get(student["arch"], partial, "labelled").subset(ids).features
     x_pool = caches.get(student["arch"], partial, "pool").features
     ids = ids.to_numpy()
-    extra = {"x_pool": x_pool, "y_pool": y_pool} if cfg["kd_weight"] > 0 else {}
+    partners, with_pool = None, matching_on(student) and m["memory"] == "train_pool"
     if matching_on(student):
-        with_pool = m["memory"] == "train_pool"
-        bank_ids = np.concatenate([ids, pool_ids]) if with_pool else ids
-        bank_score = np.concatenate([y, y_pool.mean(1)]) if with_pool else y
-        bank_sem = np.concatenate([semantic, pool_semantic]) if with_pool else semantic
-        table = pairs.mine_pairs(ids, y, semantic, bank_ids, bank_score, bank_sem, pairs_cfg["tau"],
-                                 pairs_cfg["k_fallback"], m["strategy"], pairs_cfg["top_k"], pairs_cfg["seed"])
-        extra.update(partners=pairs.partner_matrix(table, ids, bank_ids),
-                     memory=np.concatenate([x, x_pool]) if with_pool else x)
+        pool = {"pool_ids": pool_ids, "pool_score": y_pool.mean(1), "pool_semantic": pool_semantic} if with_pool else {}
+        table, bank = memory.mine_partners(ids, y, semantic, m["strategy"], pairs_cfg["tau"], pairs_cfg["k_fallback"],
+                                           pairs_cfg["top_k"], pairs_cfg["seed"], **pool)
+        partners = pairs.partner_matrix(table, ids, bank)
+    extra = memory.student_inputs(x, cfg["kd_weight"], x_pool, y_pool, partners, with_pool)
     return fit(caches, student["arch"], partial, cfg, pd.Series(ids), y, **extra)
 
 
@@ -112,11 +100,11 @@ def main() -> None:
     config = merged_config(args.configfile)
     ds = args.dataset or config["run"][0]
     caches = Caches(config, ds)
-    meta = read_meta(f"data/{ds}/meta.csv").set_index("image_id", drop=False)
+    meta = read_meta(f"data/{ds}/meta.csv")
     table = pd.read_csv(f"results/{ds}/splits.csv", dtype={"image_id": str})
     pooled = {"head": "mlp"}
     labelled, pool = caches.get(pooled, config["partial"], "labelled"), caches.get(pooled, config["partial"], "pool")
-    pool_ids = ("pool/" + caches.pool_meta["image_id"]).to_numpy()
+    pool_ids = caches.pool_meta["image_id"]
     settings = {}
     for spec in args.setting or ["default="]:
         name, _, overrides = spec.partition("=")
@@ -137,7 +125,7 @@ def main() -> None:
         settings[name] = setting
     rows = []
     for split in range(args.splits):
-        part = meta.loc[splits.split_ids(table, split, "train")]
+        part = splits.part_rows(meta, table, split, "train")
         val = splits.carve_out(part, args.fraction, seed=split)
         fit_rows, val_rows = part[~val], part[val]
         y = fit_rows["score"].to_numpy()

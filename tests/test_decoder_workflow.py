@@ -23,6 +23,9 @@ def decoder_config(**changes: dict) -> dict:
     return {**config, **changes}
 
 
+pytestmark = pytest.mark.slow  # the module runs the tiny workflow with decoder students
+
+
 @pytest.fixture(scope="module")
 def decoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("decoder")

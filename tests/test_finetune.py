@@ -55,6 +55,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow  # fine-tunes Lite0
 @pytest.mark.usefixtures("one_thread")
 def test_finetune_trains_the_backbone_with_every_loss_term(lite0: Path, tmp_path: Path) -> None:
     train = table(tmp_path, "t", range(8), np.linspace(0, 3, 8), "score")

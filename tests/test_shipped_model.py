@@ -77,6 +77,7 @@ def test_scoring_needs_only_the_core_dependencies(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "scores.csv")["score"].iloc[0] == pytest.approx(float(proc.stdout.split()[-1]))
 
 
+@pytest.mark.slow  # scores 27 photos
 def test_the_shipped_model_ranks_blur_and_jpeg_by_severity(tmp_path: Path) -> None:
     """Package photos (not LIVEC images): blur and JPEG levels 1-4 and the pristine photo, ranked within each
     photo and type (``bench/demo_severity.py`` runs all four types on all eleven photos)."""

@@ -129,6 +129,7 @@ def test_tiny_workflow_through_slurm_matches_local_run(tiny_run: Path, tmp_path:
     assert not (_slurmstepds() - steps_before)
 
 
+@pytest.mark.slow  # Snakemake builds the whole DAG
 @pytest.mark.parametrize("profile", [PROFILE, GPU_PROFILE], ids=["slurm", "slurm-gpu"])
 def test_slurm_profiles_dry_run(profile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Snakemake accepts each SLURM profile and plans the whole tiny workflow (a dry run submits nothing and

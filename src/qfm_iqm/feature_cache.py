@@ -1,4 +1,5 @@
-"""The feature cache: (images, crops, dims) arrays with their block layout, as .npz files.
+"""The feature cache: (images, crops, dims) arrays with their block layout, as .npz files, and where the
+workflow keeps them.
 
 Kept free of torch so that stages reading the cache start quickly.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,3 +49,27 @@ class FeatureSet:
     def load(cls, path: str | Path) -> FeatureSet:
         with np.load(path) as z:
             return cls(z["image_id"], z["features"], list(z["block_names"]), [int(s) for s in z["block_sizes"]])
+
+
+def crops_tag(crops: dict) -> str:
+    """A crop recipe (the config's ``crops``) in cache paths: ``c{n}s{size}r{seed}``, plus ``g`` with the global view."""
+    return "c{n}s{size}r{seed}".format(**crops) + ("g" if crops.get("global_view") else "")
+
+
+def cache_dir(dataset: str, backbone: str, crops: dict, from_block: int | None = None) -> str:
+    """The workflow's folder of a dataset's caches (``labelled.npz``, ``pool.npz``): pooled features, or with
+    ``from_block`` the activations cached at that cut (``qfm_iqm.method.partial``)."""
+    if from_block is None:
+        return f"results/{dataset}/features/{backbone}/{crops_tag(crops)}"
+    return f"results/{dataset}/activations/{backbone}/{crops_tag(crops)}/b{from_block}"
+
+
+def reads_activations(model: Any) -> bool:
+    """Whether a trained model reads cached activations: one with a trained backbone top (``qfm_iqm.method.partial``)."""
+    return "partial" in model.spec
+
+
+def model_input(model: Any, pooled: FeatureSet, activations: FeatureSet | None) -> np.ndarray:
+    """What ``model`` reads of some images: their cached ``activations`` when it ``reads_activations``, else their
+    ``pooled`` features."""
+    return activations.features if reads_activations(model) else pooled.features

@@ -69,3 +69,15 @@ def sweep(models: dict[str, QualityModel], x: dict[str, np.ndarray], score: np.n
                                                                                   eps, large_gap, feats)}
                      for tau in taus for eps in epss})
     return pd.DataFrame([rows[(tau, name, eps)] for tau in taus for name in models for eps in epss])
+
+
+@torch.inference_mode()
+def observation_spaces(model: QualityModel, x: np.ndarray, score: np.ndarray, large_gap: float, n_random: int,
+                       seed: int) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """The paper's observation (``pairs.observation``: statistics and a sample of pairs) of images with scores
+    ``score`` in the two spaces a student's head may see, from ``model``'s inputs ``x``: standardised features (the
+    baseline's head input) and gated ones (the full student's)."""
+    xt = torch.from_numpy(x).float()
+    spaces = {"standardised (baseline head's input)": model.representation(xt, gated=False).mean(1),
+              "QFM-gated (full student's head input)": model.representation(xt).mean(1)}
+    return {name: pairs.observation(score, z.numpy(), large_gap, n_random, seed) for name, z in spaces.items()}

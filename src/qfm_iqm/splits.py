@@ -71,6 +71,16 @@ def split_ids(splits: pd.DataFrame, split: int, part: str) -> pd.Series:
     return sel["image_id"].astype(str).reset_index(drop=True)
 
 
+def part_rows(meta: pd.DataFrame, splits: pd.DataFrame | None, split: int | str, part: str) -> pd.DataFrame:
+    """``meta``'s rows of one part of one split of the table ``splits``, in table order; the training part of
+    ``ALL`` is every image (no table needed)."""
+    if split == ALL:
+        if part != "train":
+            raise ValueError(f"split {ALL!r} has no {part} part")
+        return meta.reset_index(drop=True)
+    return meta.set_index("image_id", drop=False).loc[split_ids(splits, split, part)].reset_index(drop=True)
+
+
 def carve_out(rows: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of a validation carve-out of ``rows`` (a training part): whole reference groups,
     each held out with probability ``fraction``; for model selection that never reads the test part."""

@@ -7,9 +7,10 @@ from qfm_iqm.data.lock import DigestLock
 from qfm_iqm.data.plan import plan_text
 from qfm_iqm.data.sources import with_files
 from qfm_iqm.devices import check_device
+from qfm_iqm.feature_cache import cache_dir, crops_tag
 from qfm_iqm.provenance import requested_devices
 from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
-                             split_variants, validate)
+                             resolve_weights, split_variants, validate)
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -35,9 +36,9 @@ for _name, _cfg in DATASETS.items():
     if "options" in _cfg:
         data.check_options(_cfg["kind"], _cfg["options"], f"datasets.{_name}.options")
 BACKBONE = config["backbone"]["name"]
-CROPS = "c{n}s{size}r{seed}".format(**config["crops"]) + ("g" if config["crops"].get("global_view") else "")
-FEATURES = f"results/{{dataset}}/features/{BACKBONE}/{CROPS}"
-ACTIVATIONS = f"results/{{dataset}}/activations/{BACKBONE}/{CROPS}/b{config['partial']['from_block']}"
+CROPS = crops_tag(config["crops"])
+FEATURES = cache_dir("{dataset}", BACKBONE, config["crops"])
+ACTIVATIONS = cache_dir("{dataset}", BACKBONE, config["crops"], config["partial"]["from_block"])
 
 
 def names_of_kind(*kinds, where=lambda cfg: True):
@@ -294,8 +295,9 @@ DEPLOYABLE = config["backbone"]["weights"] != "none"  # a random backbone makes 
 
 def export_inputs(wildcards):
     """The backbone weights a bundle records: the converted package file, or the configured file."""
-    weights = config["backbone"]["weights"]
-    return {} if weights == "hub" else {"weights": backbone_weights(wildcards) if weights == "package" else weights}
+    if config["backbone"]["weights"] == "hub":
+        return {}
+    return {"weights": resolve_weights(config["backbone"], backbone_weights(wildcards))}
 
 
 def dataset_credit(wildcards):

@@ -67,6 +67,16 @@ def weights_kind(weights: str) -> str:
     return weights if weights in ("package", "hub") else "file"
 
 
+def backbone_state(name: str, weights: str, weights_file: str | Path | None) -> dict[str, torch.Tensor]:
+    """The state dict of the backbone ``name`` a run used: timm's hub weights when ``weights`` is ``hub``, else
+    the file ``weights_file`` (the converted package, or the configured file)."""
+    if weights_kind(weights) == "hub":
+        from qfm_iqm.backbone import create_backbone  # timm: only a hub export needs it
+
+        return create_backbone(name, "hub").state_dict()
+    return torch.load(weights_file, map_location="cpu", weights_only=True)
+
+
 def score_scale(meta: pd.DataFrame) -> dict[str, Any]:
     """The training labels' scale (``score_raw`` range, direction) that maps normalised scores back to it."""
     raw, score = meta["score_raw"].astype(float), meta["score"].astype(float)

@@ -25,9 +25,11 @@ from PIL import Image
 from torch import nn
 
 from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
+from qfm_iqm.config import loss_settings
 from qfm_iqm.features import CropRecipe
 from qfm_iqm.io import atomic_path, read_rgb
 from qfm_iqm.loader import DataWait
+from qfm_iqm.method.memory import pool_bank_ids
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import BackboneBottom, from_spec, with_top
 from qfm_iqm.method.train import (
@@ -63,6 +65,27 @@ class FinetuneConfig(TrainConfig):
     freeze_bn_stats: bool = True
     std_floor: float = 0.1  # minimum feature std for standardisation, relative to the median std
     from_block: int = 6  # decoder heads: the block whose input the early-stage token and the tokens split at
+
+
+def student_config(student: dict, finetune: dict, crop: int, partial: dict | None = None) -> FinetuneConfig:
+    """The fine-tune settings of a student config: its loss settings (``qfm_iqm.config.loss_settings``), then the
+    config's ``finetune`` section (``lr_head`` is ``lr``), the cut of ``partial`` (decoders) and the crop size."""
+    own = {"lr" if k == "lr_head" else k: v for k, v in finetune.items() if k != "enabled"}
+    cut = {"from_block": partial["from_block"]} if partial else {}
+    return FinetuneConfig(**{**loss_settings(student), **own, **cut}, crop=crop)
+
+
+def bank_images(train: pd.DataFrame, pool_meta: pd.DataFrame | None, labels: pd.DataFrame | None,
+                bank_ids: np.ndarray, kd_weight: float) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """``finetune``'s ``pool`` and ``memory`` from the training images ``train`` (image_id, path), the pool's
+    ``pool_meta`` and teacher ``labels`` (``qfm_iqm.method.memory.pool_labels``; None without a pool): the pool
+    images with their teacher scores when ``kd_weight`` > 0, and the images of the memory bank ``bank_ids``."""
+    if labels is None:
+        return None, None
+    pool = pool_meta.merge(labels[["image_id", "teacher_score"]], on="image_id")
+    memory = pd.concat([train[["image_id", "path"]], pool[["image_id", "path"]].assign(
+        image_id=pool_bank_ids(pool["image_id"]))], ignore_index=True).set_index("image_id").loc[bank_ids]
+    return pool if kd_weight > 0 else None, memory.reset_index()
 
 
 def resolve_device(name: str) -> torch.device:

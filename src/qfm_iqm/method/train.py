@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.precision import autocast
 
@@ -233,6 +234,18 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig
         log_epoch(epoch + 1, cfg.epochs, means)
     model.calibrate(xs, ys)
     return pd.DataFrame(history)
+
+
+def fit(arch: dict, feats: FeatureSet, y: np.ndarray, cfg: dict, model_args: dict | None = None,
+        **extra: np.ndarray) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """A fresh, seeded model of ``arch`` (``qfm_iqm.method.partial.model_for`` with ``model_args``: backbone,
+    weights, partial) trained on the cache ``feats`` and scores ``y`` under the ``TrainConfig`` fields ``cfg``,
+    with ``train``'s inputs ``extra``. Returns the model and its per-epoch log."""
+    from qfm_iqm.method.partial import model_for  # imports timm: only the jobs that build a model pay for it
+
+    seed_everything(cfg["seed"])
+    model = model_for(arch, feats, **(model_args or {}))
+    return model, train(model, feats.features, y, TrainConfig(**cfg), **extra)
 
 
 def as_float(*preds: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:

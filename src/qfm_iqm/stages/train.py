@@ -1,0 +1,87 @@
+"""Stages of ``workflow/rules/train.smk``: the teacher, pool labels, the students and the fine-tuned student."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace as NS
+
+import numpy as np
+
+from qfm_iqm import splits
+from qfm_iqm.config import loss_settings
+from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
+from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.io import write_csv, write_json
+from qfm_iqm.method.memory import StudentMemory, pool_labels
+from qfm_iqm.stages import stage
+from qfm_iqm.stages.common import labelled, memory, model_args, part, weights
+
+log = logging.getLogger(__name__)
+
+
+def _fit(arch: dict, model: dict, cfg: dict, input: NS, output: NS, feats: FeatureSet, y: np.ndarray,
+         **extra: np.ndarray) -> None:
+    """Train a fresh, seeded model (``qfm_iqm.method.train.fit``; ``model``: the rule's model params) and write its
+    checkpoint and per-epoch log."""
+    from qfm_iqm.method.checkpoint import save_model
+    from qfm_iqm.method.train import fit
+
+    trained, history = fit(arch, feats, y, cfg, model_args(model, input), **extra)
+    save_model(trained, output.model)
+    write_csv(history, output.log)
+
+
+def _write_info(path: str, mem: StudentMemory, images: int, student: dict) -> None:
+    """Record what a student of ``images`` labelled images read (``StudentMemory.info``)."""
+    info = mem.info(images, student["distillation"]["kd_weight"])
+    write_json(info, path)
+    log.info("student data: %s", info)
+
+
+@stage
+def train_teacher(input: NS, output: NS, params: NS) -> None:
+    rows, feats = labelled(input, splits.parse_split(params.split), "train")
+    teacher = params.teacher
+    _fit(teacher["arch"], params.model, teacher["train"], input, output, feats, rows["score"].to_numpy())
+
+
+@stage
+def label_pool(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.method.checkpoint import load_model
+    from qfm_iqm.method.train import predict_crops
+
+    pool_meta = read_meta(input.pool_meta, POOL_COLUMNS)
+    y = predict_crops(load_model(input.teacher), FeatureSet.load(input.pool_features).subset(pool_meta["image_id"]).features)
+    write_csv(pool_labels(pool_meta, y), output.labels)
+    log.info("teacher labelled %d pool images: scores %.3f..%.3f", len(y), y.mean(1).min(), y.mean(1).max())
+
+
+@stage
+def train_student(input: NS, output: NS, params: NS) -> None:
+    rows, feats = labelled(input, splits.parse_split(params.split), "train")
+    student = params.student
+    mem = memory(input, rows, student)
+    _fit(student["arch"], params.model, loss_settings(student), input, output, feats, rows["score"].to_numpy(),
+         **mem.train_inputs(feats.features, student["distillation"]["kd_weight"]))
+    _write_info(output.info, mem, len(rows), student)
+
+
+@stage
+def finetune_student(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.features import CropRecipe
+    from qfm_iqm.method import finetune
+
+    split = int(params.split)
+    rows, test = part(input, split, "train"), part(input, split, "test")
+    student, cfg, backbone = params.student, params.finetune, params.backbone
+    mem = memory(input, rows, student)
+    pool_meta = None if mem.labels is None else read_meta(input.pool_meta, POOL_COLUMNS)
+    pool, bank = finetune.bank_images(rows, pool_meta, mem.labels, mem.bank_ids, student["distillation"]["kd_weight"])
+    ft_cfg = finetune.student_config(student, cfg, params.crops["size"], params.model.get("partial"))
+    model, history = finetune.finetune(backbone["name"], weights(backbone, input), student["arch"], ft_cfg, rows,
+                                       mem.partners, pool, bank)
+    finetune.save(model, output.model, backbone["name"])
+    write_csv(history, output.log)
+    preds = finetune.predict(model, test, CropRecipe(**params.crops), backbone["batch_size"], cfg["device"])
+    write_csv(test[["image_id"]].assign(finetune=preds), output.predictions)
+    _write_info(output.info, mem, len(rows), student)
