@@ -35,7 +35,8 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     write_csv(preds, output.predictions)
     write_csv(table, output.metrics)
     write_csv(sens, output.sensitivity)
-    log.info("split %d:\n%s\n%s", split, table.to_string(index=False), sens.drop(columns="split").to_string(index=False))
+    log.info("split %d:\n%s\n%s", split, table.to_string(index=False),
+             sens.drop(columns="split").to_string(index=False))
 
 
 @stage

@@ -51,7 +51,8 @@ def label_pool(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.method.train import predict_crops
 
     pool_meta = read_meta(input.pool_meta, POOL_COLUMNS)
-    y = predict_crops(load_model(input.teacher), FeatureSet.load(input.pool_features).subset(pool_meta["image_id"]).features)
+    features = FeatureSet.load(input.pool_features).subset(pool_meta["image_id"]).features
+    y = predict_crops(load_model(input.teacher), features)
     write_csv(pool_labels(pool_meta, y), output.labels)
     log.info("teacher labelled %d pool images: scores %.3f..%.3f", len(y), y.mean(1).min(), y.mean(1).max())
 
