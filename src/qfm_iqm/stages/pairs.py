@@ -39,4 +39,5 @@ def mine_pairs(input: NS, output: NS, params: NS) -> None:
     first = table[table["rank"] == 0]
     log.info("%s partners from a bank of %d (%s memory): %.0f%% from the pool, %.0f%% by fallback, median "
              "cosine distance %.3f", params.strategy, len(bank), params.memory,
-             100 * (first["source"] == "pool").mean(), 100 * first["fallback"].mean(), first["cosine_distance"].median())
+             100 * (first["source"] == "pool").mean(), 100 * first["fallback"].mean(),
+             first["cosine_distance"].median())
