@@ -12,6 +12,7 @@ import logging
 
 import torch
 
+from qfm_iqm.config import schema_default
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features import CropRecipe, extract
 from qfm_iqm.weights import convert_package_weights
@@ -41,7 +42,7 @@ def main() -> None:
     for label, compile, workers in (("eager, decoding inline", False, 0), ("eager", False, 1),
                                     ("compiled", True, 1)):
         _, s = extract(meta, args.backbone, args.weights, CropRecipe(args.crops, args.size), args.batch_size,
-                       compile=compile, workers=workers)
+                       compile=compile, workers=workers, precision=schema_default("backbone.precision"))
         runs[label] = s
         print(f"{label:24s}: end to end {s['crops_per_s']:6.1f} crops/s ({s['seconds']:.1f} s), bare forward "
               f"{s['forward_crops_per_s']:6.1f} crops/s, data wait {100 * s['data_wait']:4.1f}%")

@@ -19,8 +19,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from qfm_iqm.config import load_config_file, schema_default
 from qfm_iqm.features import CropRecipe, extract
 from qfm_iqm.method.finetune import FinetuneConfig, finetune
+
+REPO = Path(__file__).resolve().parents[1]
 
 BACKBONES = ("tf_efficientnet_lite0", "deit3_small_patch16_224")
 
@@ -55,17 +58,20 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}), "
           f"torch {torch.__version__}, {args.precision}, {args.images} images")
+    ft = load_config_file(REPO / "config/config.yaml")["finetune"]  # the default fine-tune's backbone settings
     with tempfile.TemporaryDirectory() as tmp:
         meta = images(Path(tmp), args.images, args.images_dir)
         for name in BACKBONES:
             started = time.perf_counter()
             _, s = extract(meta, name, "none", CropRecipe(5, 224), args.batch_size, device=args.device,
-                           compile=args.compile)
+                           compile=args.compile, precision=schema_default("backbone.precision"))
             print(f"{name:26s} extraction: {s['images_per_s']:7.1f} images/s ({s['crops_per_s']:.0f} crops/s; bare "
                   f"forward {s['forward_crops_per_s']:.0f}), data wait {100 * s['data_wait']:4.1f}%, "
                   f"{time.perf_counter() - started:.0f} s")
             cfg = FinetuneConfig(epochs=args.epochs, lr=1e-3, weight_decay=1e-4, batch_size=args.finetune_batch,
-                                 loss="smooth_l1_plcc", seed=0, device=args.device, precision=args.precision)
+                                 loss="smooth_l1_plcc", seed=0, device=args.device, precision=args.precision, crop=224,
+                                 **{k: ft[k] for k in ("lr_backbone", "crops_per_epoch", "channels_last",
+                                                       "freeze_bn_stats", "std_floor")})
             _, history = finetune(name, "none", {"head": "mlp", "hidden": 512, "dropout": 0.1, "gate": True}, cfg,
                                   meta)
             last = history.iloc[-1]

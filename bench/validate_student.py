@@ -25,14 +25,15 @@ import yaml
 from scipy import stats
 
 from qfm_iqm import pairs, splits
-from qfm_iqm.config import load_config_file, loss_settings, matching_on, resolve_weights
+from qfm_iqm.config import load_config_file, loss_settings, matching_on, resolve_weights, validate
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.feature_cache import FeatureSet, cache_dir
 from qfm_iqm.method import memory, train
 
 
 def merged_config(files: list[str]) -> dict:
-    """config/config.yaml updated recursively by ``files``, as Snakemake merges config files."""
+    """config/config.yaml updated recursively by ``files``, as Snakemake merges config files, validated and with the
+    schema's defaults filled in, as the workflow does."""
     def update(base: dict, new: dict) -> dict:
         for k, v in new.items():
             base[k] = update(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
@@ -41,6 +42,7 @@ def merged_config(files: list[str]) -> dict:
     config = load_config_file("config/config.yaml")
     for f in files:
         update(config, load_config_file(f))
+    validate(config)
     return config
 
 
@@ -77,7 +79,7 @@ def student_run(caches: Caches, student: dict, partial: dict, pairs_cfg: dict, i
     x = caches.get(student["arch"], partial, "labelled").subset(ids).features
     x_pool = caches.get(student["arch"], partial, "pool").features
     ids = ids.to_numpy()
-    partners, with_pool = None, matching_on(student) and m["memory"] == "train_pool"
+    partners, with_pool = None, memory.pool_in_memory(student)
     if matching_on(student):
         pool = {"pool_ids": pool_ids, "pool_score": y_pool.mean(1), "pool_semantic": pool_semantic} if with_pool else {}
         table, bank = memory.mine_partners(ids, y, semantic, m["strategy"], pairs_cfg["tau"], pairs_cfg["k_fallback"],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import REPO
 
-from qfm_iqm.config import ConfigError, check_cross_dataset, check_splits, resolve_variants, validate
+from qfm_iqm.config import ConfigError, check_cross_dataset, check_splits, resolve_variants, schema_default, validate
 from qfm_iqm.data.distortions import DISTORTIONS
 from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
 from qfm_iqm.method.heads import HEADS
@@ -114,7 +117,9 @@ def test_ablation_variants_are_student_overrides() -> None:
     assert list(variants) == ["full", "baseline", "gate", "matching", "distillation", "random_partner",
                               "topk_partner", "train_memory"]
     full, baseline = variants["full"], variants["baseline"]
-    assert full == _default()["student"] and full["arch"]["gate"] and full["distillation"]["kd_weight"] > 0
+    default = _default()
+    validate(default, SCHEMA)
+    assert full == default["student"] and full["arch"]["gate"] and full["distillation"]["kd_weight"] > 0
     assert not baseline["arch"]["gate"] and baseline["distillation"]["kd_weight"] == 0
     assert baseline["matching"]["adv_weight"] == baseline["matching"]["sens_weight"] == 0
     assert baseline["train"] == full["train"] and baseline["arch"]["hidden"] == full["arch"]["hidden"]
@@ -134,3 +139,91 @@ def test_bad_ablation_entries_are_named(change, message: str) -> None:
     change(config["ablation"])
     with pytest.raises(ConfigError, match=message):
         resolve_variants(config, SCHEMA)
+
+
+def test_validation_fills_in_the_schemas_defaults() -> None:
+    config = _shipped("livec.yaml", "livec_decoder.yaml")
+    assert "precision" not in config["backbone"] and "heads" not in config["teacher"]["arch"]
+    validate(config, SCHEMA)
+    assert config["backbone"]["precision"] == schema_default("backbone.precision") == "fp32"
+    assert config["backbone"]["compile"] is False and config["crops"]["global_view"] is False
+    assert config["teacher"]["train"]["precision"] == "fp32" and config["datasets"]["livec"]["split"] == "random"
+    assert config["student"]["train"]["precision"] == "bf16"  # what a config sets stays
+    # the decoder's keys get their defaults under head: decoder only
+    assert {k: config["student"]["arch"][k] for k in ("heads", "depth", "query")} == {
+        "heads": 4, "depth": 1, "query": "learned"}
+    assert not {"heads", "depth", "query"} & set(config["teacher"]["arch"])  # the teacher is an mlp
+    again = copy.deepcopy(config)
+    validate(again, SCHEMA)
+    assert again == config
+    with pytest.raises(KeyError, match="no default"):
+        schema_default("student.train.epochs")
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_a_key_of_another_head_is_an_error_naming_it(head: str) -> None:
+    config = _default()
+    config["student"]["arch"].update(head=head, heads=4)
+    config["teacher"]["arch"]["query"] = "learned"
+    with pytest.raises(ConfigError) as err:
+        validate(config, SCHEMA)
+    assert "config key 'student.arch.heads': only for head decoder" in str(err.value)
+    assert "config key 'teacher.arch.query': only for head decoder" in str(err.value)
+    config = _default()
+    config["ablation"]["variants"]["gate"]["arch"] = {"depth": 2}
+    with pytest.raises(ConfigError, match=re.escape("config key 'ablation.variants.gate.arch.depth': only for head")):
+        resolve_variants(config, SCHEMA)
+    config["ablation"]["variants"]["gate"]["arch"] = {"head": "decoder", "depth": 2}  # a decoder variant takes them
+    arch = resolve_variants(config, SCHEMA)["gate"]["arch"]
+    assert (arch["head"], arch["depth"], arch["heads"], arch["query"]) == ("decoder", 2, 4, "learned")
+
+
+def _schema_defaults(node: Any, name: str | None = None) -> list[tuple[str, Any]]:
+    """(key, default) of every ``default:`` in the schema."""
+    if isinstance(node, list):
+        return [d for v in node for d in _schema_defaults(v, name)]
+    if not isinstance(node, dict):
+        return []
+    own = [(name, node["default"])] if "default" in node and name is not None else []
+    return own + [d for k, v in node.items() for d in _schema_defaults(v, k)]
+
+
+# Places that may write a schema default's value as a default, each with its reason.
+RESTATED_ALLOWED = {
+    ("src/qfm_iqm/deploy/scorer.py", "fp32"): "bundles from before backbone.precision was recorded were extracted in "
+                                              "fp32: a fact about old files, not the config's default",
+}
+
+
+def _restated(root: Path) -> dict[tuple[str, Any], list[str]]:
+    """(file, literal) -> lines of ``root``'s package and rules that write a distinctive schema default (a string,
+    or a number other than 0 and 1; booleans and null are too common) as a default or assignment: ``= "fp32"``,
+    ``heads: int = 4``, ``.get("precision", "fp32")``, ``setdefault(..., "fp32")``."""
+    hits: dict[tuple[str, Any], list[str]] = {}
+    for name, value in _schema_defaults(yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())):
+        if isinstance(value, str):
+            literal = f"[\"']{re.escape(value)}[\"']"
+            patterns = [rf"(?<![=!<>])=\s*{literal}", rf"\.get\([^()]*,\s*{literal}\s*\)",
+                        rf"setdefault\([^()]*,\s*{literal}\s*\)"]
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value not in (0, 1):
+            patterns = [rf"\b{name}\s*(?::[^=\n]*)?(?<![=!<>])=\s*{value}\b(?![.\d])",
+                        rf"\.get\(\s*[\"']{name}[\"']\s*,\s*{value}\s*\)"]
+        else:
+            continue
+        files = [*sorted((root / "src/qfm_iqm").rglob("*.py")), *sorted((root / "workflow/rules").glob("*.smk"))]
+        for path in files:
+            if path == root / "src/qfm_iqm/config.py":  # reads the defaults from the schema
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if any(re.search(p, line) for p in patterns):
+                    hits.setdefault((str(path.relative_to(root)), value), []).append(f"{number}: {line.strip()}")
+    return hits
+
+
+def test_no_module_restates_a_schema_default() -> None:
+    """A default is written once, in the schema (filled in by ``validate``; library code reads it with
+    ``schema_default``): no module writes a distinctive default's value as a default, but the allowed places."""
+    hits = _restated(REPO)
+    restated = {where: lines for where, lines in hits.items() if where not in RESTATED_ALLOWED}
+    assert not restated, f"schema defaults restated (read them from the config, or with schema_default): {restated}"
+    assert set(RESTATED_ALLOWED) <= set(hits), "stale allow-list entries: " + str(set(RESTATED_ALLOWED) - set(hits))

@@ -10,18 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image, ImageFilter
 
+from qfm_iqm.config import load_config_file, validate
 from qfm_iqm.features import CropRecipe
-from qfm_iqm.method.finetune import FinetuneConfig, finetune, load, predict, save
+from qfm_iqm.method.finetune import FinetuneConfig, finetune, load, predict, save, student_config
 from qfm_iqm.weights import convert_package_weights
 
 BACKBONE = "tf_efficientnet_lite0"
 TIMING = ["seconds", "data_wait"]  # per-epoch log columns that measure time, not the model
 ARCH = {"head": "mlp", "hidden": 32, "dropout": 0.1, "gate": True, "gate_reduction": 8}
-CFG = FinetuneConfig(epochs=5, lr_backbone=1e-4, lr=1e-3, weight_decay=1e-4, batch_size=4, crop=64, train_crops=2,
-                     loss="smooth_l1", eps=0.3, adv_weight=1.0, sens_weight=0.5, kd_weight=1.0, seed=3,
-                     device="cpu", channels_last=True)
+CFG = FinetuneConfig(epochs=5, lr_backbone=1e-4, lr=1e-3, weight_decay=1e-4, batch_size=4, crop=64, crops_per_epoch=2,
+                     loss="smooth_l1", eps=0.3, adv_weight=1.0, sens_weight=0.5, kd_weight=1.0, noise_form="add", seed=3,
+                     device="cpu", channels_last=True, freeze_bn_stats=True, std_floor=0.1)
 
 
 def textured(path: Path, seed: int, blur: float) -> Path:
@@ -94,8 +96,8 @@ def test_finetune_trains_the_backbone_with_every_loss_term(lite0: Path, tmp_path
 @pytest.mark.usefixtures("one_thread")
 def test_finetune_trains_a_decoder_over_the_whole_backbone(lite0: Path, tmp_path: Path) -> None:
     train = table(tmp_path, "t", range(6), np.linspace(0, 3, 6), "score")
-    arch = {**ARCH, "head": "decoder", "hidden": 16, "heads": 2}
-    cfg = replace(CFG, epochs=2, kd_weight=0.0)
+    arch = {**ARCH, "head": "decoder", "hidden": 16, "heads": 2, "depth": 1, "query": "learned"}
+    cfg = replace(CFG, epochs=2, kd_weight=0.0, from_block=6)
     model, history = finetune(BACKBONE, lite0, arch, cfg, train, np.arange(6)[::-1].copy())
     assert (history[["loss_adv", "loss_sens", "loss_clean"]] > 0).all().all()
     assert model.quality.spec["head"] == "decoder" and model.quality.spec["partial"]["from_block"] == 6
@@ -106,3 +108,20 @@ def test_finetune_trains_a_decoder_over_the_whole_backbone(lite0: Path, tmp_path
     scores = predict(model, train, recipe, batch_size=8)
     save(model, tmp_path / "ft.pt", BACKBONE)
     np.testing.assert_allclose(predict(load(tmp_path / "ft.pt"), train, recipe, batch_size=8), scores, atol=1e-6)
+
+
+def test_fine_tune_settings_are_the_students_with_the_finetune_section_over_them(tmp_path: Path) -> None:
+    """The loss settings come from the student, ``finetune.crops_per_epoch`` (and epochs, lr_head, ...) replace the
+    student's, ``partial.from_block`` reaches decoders only; fine-tuning draws at least one crop per image."""
+    config = load_config_file(REPO / "config/config.yaml")
+    validate(config)
+    student, section = config["student"], config["finetune"]
+    cfg = student_config(student, section, 224)
+    assert cfg.crops_per_epoch == section["crops_per_epoch"] != student["train"]["crops_per_epoch"]
+    assert (cfg.lr, cfg.epochs, cfg.batch_size) == (section["lr_head"], section["epochs"], section["batch_size"])
+    assert (cfg.noise_form, cfg.precision) == (student["matching"]["noise_form"], student["train"]["precision"])
+    assert cfg.from_block is None and cfg.crop == 224
+    assert student_config(student, section, 224, config["partial"]).from_block == config["partial"]["from_block"]
+    train = table(tmp_path, "t", range(2), np.array([0.0, 1.0]), "score")
+    with pytest.raises(ValueError, match="crops_per_epoch: fine-tuning draws its crops at random"):
+        finetune(BACKBONE, "none", ARCH, replace(cfg, crops_per_epoch=0), train)

@@ -11,7 +11,7 @@ from conftest import REPO
 from qfm_iqm.method import train
 from qfm_iqm.method.model import QualityModel
 
-CFG = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.0, batch_size=8, loss="smooth_l1", seed=0)
+CFG = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.0, batch_size=8, loss="smooth_l1", seed=0, noise_form="add")
 MATCH = {"adv_weight": 1.0, "sens_weight": 0.5}
 
 

@@ -94,7 +94,8 @@ def _toy(n: int = 64, crops: int = 3, dim: int = 12, seed: int = 0) -> tuple[np.
     return x, y
 
 
-CFG = train.TrainConfig(epochs=25, lr=3e-3, weight_decay=0.0, batch_size=32, loss="smooth_l1_plcc", seed=0)
+CFG = train.TrainConfig(epochs=25, lr=3e-3, weight_decay=0.0, batch_size=32, loss="smooth_l1_plcc", seed=0,
+                        noise_form="add")
 
 
 def test_training_learns_and_is_deterministic(tmp_path) -> None:
@@ -179,6 +180,30 @@ def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None
     with torch.no_grad():
         assert torch.allclose(model(x, noise=partner, eps=0.0), model(x))
         assert not torch.allclose(model(x, noise=partner, eps=0.3), model(x))
+
+
+def test_a_head_takes_its_own_keys_and_checkpoints_that_recorded_every_key_still_load(tmp_path) -> None:
+    with pytest.raises(TypeError, match="heads"):
+        QualityModel(6, head="mlp", heads=4)  # the decoder's key: an error, not swallowed
+    with pytest.raises(TypeError, match="depth"):
+        QualityModel(6, head="decoder", tokens=3, heads=2, query="learned")  # the config fills it in, a caller gives it
+    model = QualityModel(6, head="mlp", hidden=8)
+    assert "heads" not in model.spec
+    old = {**model.spec, "heads": 4, "depth": 1, "query": "learned"}  # what checkpoints recorded for every head
+    torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").spec == model.spec
+
+
+def test_a_student_reads_the_pool_to_distil_or_as_its_memory() -> None:
+    from qfm_iqm.method.memory import pool_in_memory, uses_pool
+
+    def student(kd: float, memory: str, adv: float) -> dict:
+        return {"distillation": {"kd_weight": kd}, "matching": {"memory": memory, "adv_weight": adv, "sens_weight": 0.0}}
+
+    assert uses_pool(student(1.0, "train", 0.0)) and not pool_in_memory(student(1.0, "train", 0.0))
+    assert uses_pool(student(0.0, "train_pool", 1.0)) and pool_in_memory(student(0.0, "train_pool", 1.0))
+    assert not uses_pool(student(0.0, "train_pool", 0.0))  # matching off: no memory bank
+    assert not uses_pool(student(0.0, "train", 1.0))
 
 
 def test_sensitivity_measures_the_prediction_shift_under_matched_noise() -> None:

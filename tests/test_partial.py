@@ -19,7 +19,8 @@ from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTo
 
 BACKBONE = "tf_efficientnet_lite0"
 PARTIAL = {"from_block": 6, "top_lr_scale": 0.1}
-ARCH = {"head": "decoder", "hidden": 16, "dropout": 0.0, "gate": True, "gate_reduction": 8, "heads": 2}
+ARCH = {"head": "decoder", "hidden": 16, "dropout": 0.0, "gate": True, "gate_reduction": 8, "heads": 2, "depth": 1,
+        "query": "learned"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_the_decoder_reads_the_tokens_and_the_early_token(backbone: torch.nn.Mod
 
 @pytest.mark.parametrize("query", ["pooled", "learned"])
 def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None:
-    model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, heads=2, query=query).eval()
+    model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, heads=2, depth=1, query=query).eval()
     x, partner = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
     model.fit_normaliser(torch.randn(50, 3, 4) * 2 + 1, frozen=False)
     z, zp = model.standardise(x), model.standardise(partner)
@@ -110,7 +111,7 @@ def test_the_token_gate_starts_near_identity_and_is_not_decayed() -> None:
     x = torch.randn(4, 5, 8)
     w = gate.weights(x)
     assert w.shape == (4, 1, 8) and torch.allclose(w, torch.full_like(w, torch.sigmoid(torch.tensor(4.0)).item()))
-    model = QualityModel(8, head="decoder", hidden=8, gate=True, tokens=5, heads=2)
+    model = QualityModel(8, head="decoder", hidden=8, gate=True, tokens=5, heads=2, depth=1, query="learned")
     decayed, plain = model.param_groups(1e-3, 0.1)
     gate_ids = {id(p) for p in model.gate.parameters()}
     assert gate_ids <= {id(p) for p in plain["params"]} and plain["weight_decay"] == 0.0
@@ -125,7 +126,7 @@ def test_partial_fine_tune_trains_the_top_and_round_trips(backbone: torch.nn.Mod
     start = [p.detach().clone() for p in model.top.parameters()]
     y = np.linspace(0.1, 0.9, 8)
     cfg = train.TrainConfig(epochs=2, lr=1e-3, weight_decay=0.1, batch_size=4, adv_weight=1.0, sens_weight=0.5,
-                            crops_per_epoch=1)
+                            noise_form="add", crops_per_epoch=1)
     history = train.train(model, feats.features, y, cfg, partners=np.arange(8)[::-1].copy())
     assert history["loss_sens"].gt(0).all()
     assert any(not torch.equal(a, b) for a, b in zip(start, model.top.parameters(), strict=True))
@@ -192,7 +193,7 @@ def test_bf16_partial_fine_tune_stays_within_tolerance_of_fp32(backbone: torch.n
         torch.manual_seed(0)
         model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL)
         cfg = train.TrainConfig(epochs=3, lr=1e-3, weight_decay=0.1, batch_size=8, adv_weight=1.0, sens_weight=0.5,
-                                kd_weight=1.0, precision=precision)
+                                kd_weight=1.0, noise_form="add", precision=precision)
         train.train(model, feats.features, y, cfg, x_pool=feats.features[::-1].copy(), y_pool=np.full((12, 2), 0.5),
                     partners=np.arange(12)[::-1].copy())
         preds[precision] = train.predict_crops(model, feats.features).ravel()

@@ -67,7 +67,8 @@ def test_crop_recipe_is_deterministic_and_upscales_small_images() -> None:
 def test_extract_gives_multiscale_features_per_crop(lite0: Path, tmp_path: Path) -> None:
     paths = [write_image(tmp_path / f"{i}.png", (96, 80), i) for i in range(3)]
     meta = pd.DataFrame({"image_id": ["a", "b", "c"], "path": [str(p) for p in paths]})
-    feats, stats = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=2, size=64), batch_size=4)
+    feats, stats = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=2, size=64), batch_size=4,
+                           precision="fp32")
     assert feats.features.shape == (3, 2, sum(feats.block_sizes))
     assert feats.block_sizes == [16, 16, 24, 24, 40, 40, 112, 112, 320, 320, 1280]
     assert stats["images"] == 3 and stats["crops"] == 6 and stats["forward_crops_per_s"] > 0
@@ -76,7 +77,8 @@ def test_extract_gives_multiscale_features_per_crop(lite0: Path, tmp_path: Path)
     loaded = FeatureSet.load(tmp_path / "f.npz").subset(pd.Series(["c", "a"]))
     np.testing.assert_array_equal(loaded.features, feats.features[[2, 0]])
     assert loaded.semantic().shape == (2, 1280)
-    both, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=2, size=64, global_view=True), batch_size=4)
+    both, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=2, size=64, global_view=True), batch_size=4,
+                      precision="fp32")
     np.testing.assert_allclose(both.features[..., : feats.features.shape[-1]], feats.features, rtol=1e-4, atol=1e-5)
     whole = both.block("global_final_mean")
     assert both.block_names[-1] == "global_final_mean" and whole.shape == (3, 2, 1280)
@@ -89,7 +91,8 @@ def test_the_input_pipeline_gives_the_same_features_whatever_its_workers_and_com
         lite0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = [write_image(tmp_path / f"{i}.png", (96 + 8 * i, 80), i) for i in range(5)]
     meta = pd.DataFrame({"image_id": list("abcde"), "path": [str(p) for p in paths]})
-    describer, _, _ = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), CropRecipe(n=2, size=64))
+    describer, _, _ = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), CropRecipe(n=2, size=64),
+                                      precision="fp32")
     here, _ = describe_crops(describer, meta, batch_size=4, workers=0)
     apart, stats2 = describe_crops(describer, meta, batch_size=4, workers=2)  # 3 batches, the last one short
     np.testing.assert_array_equal(here, apart)
@@ -112,7 +115,8 @@ def test_the_input_pipeline_gives_the_same_features_whatever_its_workers_and_com
 def test_compiled_extraction_matches_eager_within_float_tolerance(lite0: Path, tmp_path: Path) -> None:
     paths = [write_image(tmp_path / f"{i}.png", (96, 80), i) for i in range(3)]
     meta = pd.DataFrame({"image_id": list("abc"), "path": [str(p) for p in paths]})
-    describer, _, _ = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), CropRecipe(n=2, size=64))
+    describer, _, _ = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), CropRecipe(n=2, size=64),
+                                      precision="fp32")
     eager, _ = describe_crops(describer, meta, batch_size=4, workers=0)
     compiled, stats = describe_crops(describer, meta, batch_size=4, compile=True, workers=0)  # pads the last batch
     assert stats["compiled"] and compiled.shape == eager.shape
@@ -145,7 +149,7 @@ def test_extract_names_a_corrupt_image(lite0: Path, tmp_path: Path) -> None:
     bad.write_bytes(good.read_bytes()[:100])
     meta = pd.DataFrame({"image_id": ["g", "b"], "path": [str(good), str(bad)]})
     with pytest.raises(InputError, match=r"corrupt or unreadable image: .*bad.png"):
-        extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=1, size=32))
+        extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=1, size=32), precision="fp32")
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vit_tiny_patch16_224"])

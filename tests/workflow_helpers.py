@@ -78,7 +78,7 @@ def export_split_bundle(run: Path, dataset: str, model: str, out: Path) -> Path:
                                                        weights_only=True),
                   weights_file=None, crops=info["crops"], meta=pd.read_csv(run / f"data/{dataset}/meta.csv"),
                   dataset=info["dataset"], settings=info["settings"], provenance=info["provenance"],
-                  summary=pd.read_csv(run / f"results/{dataset}/summary.csv"))
+                  summary=pd.read_csv(run / f"results/{dataset}/summary.csv"), precision=info["backbone"]["precision"])
     return out
 
 

@@ -1,13 +1,19 @@
-"""Config validation against the workflow's JSON schema, with errors that name the key."""
+"""Config validation against the workflow's JSON schema, with errors that name the key, and the schema's
+defaults: the one place a setting's default is written (``default:``), filled into a config once it is valid."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"  # in a checkout
 
 
 class ConfigError(ValueError):
@@ -38,11 +44,103 @@ def _key(path: Any) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def validate(config: dict, schema_path: str | Path) -> None:
-    """Raise ConfigError for unknown keys, wrong types or values, naming every offending key."""
+@functools.cache
+def _load_schema(path: str) -> dict:
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"the config schema {path} is not here (it comes with a checkout of the repository, "
+                          "not with the package): pass the setting explicitly") from None
+
+
+def _resolve(schema: dict, node: Any) -> Any:
+    """``node`` with its (local) ``$ref`` followed; keys beside the ``$ref`` win over the target's."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """Fill into ``config`` (in place; also returned) the schema's ``default`` of every key it leaves out, in every
+    section it has: through ``$ref``, ``allOf``, ``additionalProperties`` (named entries, such as datasets), array
+    ``items`` and ``if``/``then``/``else``, whose branch is chosen by the config itself (a decoder's keys get their
+    defaults under ``head: decoder`` only). Call it on a valid config (``validate`` does)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def walk(instance: Any, node: Any) -> None:
+        node = _resolve(schema, node)
+        if not isinstance(node, dict):
+            return
+        if isinstance(instance, list) and isinstance(node.get("items"), dict):
+            for item in instance:
+                walk(item, node["items"])
+        if not isinstance(instance, dict):
+            return
+        properties = node.get("properties", {})
+        for name, sub in properties.items():
+            resolved = _resolve(schema, sub)
+            if name not in instance and isinstance(resolved, dict) and "default" in resolved:
+                instance[name] = copy.deepcopy(resolved["default"])
+            if name in instance:
+                walk(instance[name], sub)
+        if isinstance(node.get("additionalProperties"), dict):
+            patterns = node.get("patternProperties", {})
+            for name, value in instance.items():
+                if name not in properties and not any(re.search(p, name) for p in patterns):
+                    walk(value, node["additionalProperties"])
+        for sub in node.get("allOf", []):
+            walk(instance, sub)
+        if "if" in node:
+            branch = node.get("then" if validator.evolve(schema=node["if"]).is_valid(instance) else "else")
+            if branch is not None:
+                walk(instance, branch)
+
+    walk(config, schema)
+    return config
+
+
+def _branches(schema: dict, node: Any) -> Iterator[dict]:
+    """``node`` and the subschemas that may apply to the same value: ``allOf`` entries, ``then`` and ``else``."""
+    node = _resolve(schema, node)
+    if not isinstance(node, dict):
+        return
+    yield node
+    for sub in [*node.get("allOf", []), *(node[k] for k in ("then", "else") if k in node)]:
+        yield from _branches(schema, sub)
+
+
+def schema_default(key: str, schema_path: str | Path = SCHEMA) -> Any:
+    """The schema's default of the config key ``key`` (dotted: ``"student.train.precision"``; ``*`` for any name
+    under a mapping of names: ``"datasets.*.split"``; a list's entries are their list's: ``"datasets.*.files.extract"``),
+    for library code that a caller may use without a config;
+    the workflow's configs have their defaults filled in (``validate``). KeyError if the key has none."""
+    schema = _load_schema(str(schema_path))
+    nodes: list[Any] = [schema]
+    for part in key.split("."):
+        branches = [branch for node in nodes for branch in _branches(schema, node)]
+        branches += [b for a in branches if isinstance(a.get("items"), dict) for b in _branches(schema, a["items"])]
+        if part == "*":
+            nodes = [b["additionalProperties"] for b in branches if isinstance(b.get("additionalProperties"), dict)]
+        else:
+            nodes = [b["properties"][part] for b in branches if part in b.get("properties", {})]
+    for node in nodes:
+        for branch in _branches(schema, node):
+            if "default" in branch:
+                return copy.deepcopy(branch["default"])
+    raise KeyError(f"config key '{key}' has no default in {schema_path}")
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA) -> None:
+    """Raise ConfigError for unknown keys, wrong types or values, naming every offending key; a valid config then
+    gets the schema's defaults of the keys it leaves out (``fill_defaults``, in place)."""
     import jsonschema  # the workflow's extra: scoring images never validates a config
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = _load_schema(str(schema_path))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     messages = []
@@ -50,31 +148,33 @@ def validate(config: dict, schema_path: str | Path) -> None:
         if err.validator == "additionalProperties":
             unknown = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             messages += [f"unknown config key '{_key([*err.absolute_path, k])}'" for k in unknown]
+        elif isinstance(err.schema, dict) and "errorMessage" in err.schema:  # the schema's own wording
+            messages.append(f"config key '{_key(err.absolute_path)}': {err.schema['errorMessage']}")
         else:
             messages.append(f"config key '{_key(err.absolute_path)}': {err.message}")
     missing = [name for name in config.get("run", []) if name not in config.get("datasets", {})]
     messages += [f"config key 'run': dataset '{name}' has no entry under 'datasets'" for name in missing]
     if messages:
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(messages)))
+    fill_defaults(config, schema)
 
 
 RESERVED_MODELS = ("ridge", "teacher", "full")
 
 
-def _patch(base: dict, patch: dict, key: str) -> dict:
-    """``base`` with ``patch`` merged in recursively; every patched key must exist in ``base``."""
+def _patch(base: dict, patch: dict) -> dict:
+    """``base`` with ``patch`` merged in recursively (validation names a key that is not a config key)."""
     out = dict(base)
     for k, v in patch.items():
-        if k not in base:
-            raise ConfigError(f"unknown config key '{key}.{k}'")
-        out[k] = _patch(base[k], v, f"{key}.{k}") if isinstance(v, dict) and isinstance(base[k], dict) else v
+        out[k] = _patch(base[k] if isinstance(base.get(k), dict) else {}, v) if isinstance(v, dict) else v
     return out
 
 
-def resolve_variants(config: dict, schema_path: str | Path) -> dict[str, dict]:
+def resolve_variants(config: dict, schema_path: str | Path = SCHEMA) -> dict[str, dict]:
     """The student configs of the ablation: ``full`` (the ``student`` section) and every variant
     named in ``ablation.run``, each the student section with its overrides from
-    ``ablation.variants``; all validated."""
+    ``ablation.variants``; all validated, with their defaults filled in (``config``'s too)."""
+    validate(config, schema_path)
     variants = {"full": config["student"]}
     for name in config["ablation"]["run"]:
         key = f"ablation.variants.{name}"
@@ -82,7 +182,7 @@ def resolve_variants(config: dict, schema_path: str | Path) -> dict[str, dict]:
             raise ConfigError(f"config key 'ablation.run': the name '{name}' is reserved")
         if name not in config["ablation"]["variants"]:
             raise ConfigError(f"config key 'ablation.run': variant '{name}' has no entry under 'ablation.variants'")
-        variants[name] = _patch(config["student"], config["ablation"]["variants"][name] or {}, key)
+        variants[name] = _patch(config["student"], config["ablation"]["variants"][name] or {})
         try:
             validate({**config, "student": variants[name]}, schema_path)
         except ConfigError as err:

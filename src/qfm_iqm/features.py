@@ -88,7 +88,7 @@ class Describer:
     ``bf16`` runs ``module`` under bfloat16 autocast (``qfm_iqm.precision``)."""
 
     def __init__(self, module: torch.nn.Module, pixels: dict, recipe: CropRecipe, channels_last: bool = True,
-                 device: str = "cpu", dtype: np.dtype = np.float32, precision: str = "fp32") -> None:
+                 device: str = "cpu", dtype: np.dtype = np.float32, *, precision: str) -> None:
         autocast(device, precision)  # an unknown precision fails here, before any image is read
         self.recipe, self.device, self.dtype, self.precision = recipe, device, dtype, precision
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -184,7 +184,7 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
 
 
 def pooled_describer(backbone: torch.nn.Module, recipe: CropRecipe, channels_last: bool = True,
-                     device: str = "cpu", precision: str = "fp32") -> tuple[Describer, list[str], list[int]]:
+                     device: str = "cpu", *, precision: str) -> tuple[Describer, list[str], list[int]]:
     """The describer of pooled features (``MultiScaleDescriptor``) and its block names and sizes."""
     descriptor = MultiScaleDescriptor(backbone)
     names, sizes = descriptor.block_names, descriptor.block_sizes
@@ -195,9 +195,9 @@ def pooled_describer(backbone: torch.nn.Module, recipe: CropRecipe, channels_las
 
 def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
             batch_size: int = 32, channels_last: bool = True, device: str = "cpu",
-            compile: bool = False, workers: int | None = None, precision: str = "fp32") -> tuple[FeatureSet, dict]:
+            compile: bool = False, workers: int | None = None, *, precision: str) -> tuple[FeatureSet, dict]:
     """Features for every row of ``meta`` (columns image_id, path), and throughput statistics (``describe_crops``)."""
     describer, names, sizes = pooled_describer(create_backbone(backbone, weights), recipe, channels_last, device,
-                                               precision)
+                                               precision=precision)
     features, stats = describe_crops(describer, meta, batch_size, compile, workers)
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats

@@ -11,10 +11,11 @@ from qfm_iqm.feature_cache import cache_dir, crops_tag
 from qfm_iqm.provenance import requested_devices
 from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
                              resolve_weights, split_variants, validate)
+from qfm_iqm.method.memory import uses_pool
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-validate(config, SCHEMA)
+validate(config, SCHEMA)  # also fills in the schema's defaults of the keys the config leaves out
 
 SCRIPT = "../scripts/run_stage.py"
 
@@ -156,7 +157,8 @@ def model_cache(arch, subset="labelled"):
 
 
 def model_settings(arch):
-    """What building a model of ``arch`` depends on besides ``arch``: the backbone and the cut (decoders only)."""
+    """What building a model of ``arch`` depends on besides ``arch``: the backbone and the ``partial`` section (its
+    ``from_block``: decoders only)."""
     return {"backbone": config["backbone"], "partial": config["partial"]} if reads_tokens(arch) else {}
 
 
@@ -192,11 +194,6 @@ def every_student(pattern):
     return lambda wildcards: [pattern.format(dataset=wildcards.dataset, split=split, variant=variant)
                               for split in range(n_splits(wildcards.dataset))
                               for variant in split_variants(config, VARIANTS, split)]
-
-
-def uses_pool(student):
-    """Whether a student config reads the teacher-labelled pool (distillation or pool memory)."""
-    return student["distillation"]["kd_weight"] > 0 or (matching_on(student) and student["matching"]["memory"] == "train_pool")
 
 
 def pool_inputs(wildcards):
@@ -311,7 +308,7 @@ def dataset_credit(wildcards):
 
 def deploy_settings(wildcards):
     """What a deployable model was trained with, recorded in its bundle: backbone, crops, teacher, the full
-    student, pairs, the expansion pool and, for a decoder, the cut."""
+    student, pairs, the expansion pool and, for a decoder, the ``partial`` section."""
     student = VARIANTS["full"]
     settings = {"backbone": config["backbone"], "crops": config["crops"], "teacher": config["teacher"],
                 "student": active_settings(student), "pairs": config["pairs"],

@@ -120,7 +120,7 @@ rule make_splits:
         splits="results/{dataset}/splits.csv",
     params:
         n_splits=lambda wildcards: n_splits(wildcards.dataset),
-        scheme=lambda wildcards: DATASETS[wildcards.dataset].get("split", "random"),
+        scheme=lambda wildcards: DATASETS[wildcards.dataset]["split"],
         test_fraction=config["splits"]["test_fraction"],
         seed=config["splits"]["seed"],
     log:

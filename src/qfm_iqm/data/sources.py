@@ -44,5 +44,4 @@ def with_files(source: DatasetSource, files: list[dict] | None) -> DatasetSource
     if not files:
         return source
     sizes = {f.name: f.size for f in source.files}
-    return replace(source, files=tuple(RemoteFile(**{"extract": True, "size": sizes.get(f["name"]), **f})
-                                       for f in files))
+    return replace(source, files=tuple(RemoteFile(**{"size": sizes.get(f["name"]), **f}) for f in files))

@@ -93,7 +93,7 @@ def test_metrics(summary: pd.DataFrame) -> list[dict[str, Any]]:
 def export(out: str | Path, *, name: str, model: str | Path, backbone: str, weights: str,
            state: dict[str, torch.Tensor], weights_file: str | Path | None, crops: dict, meta: pd.DataFrame,
            dataset: dict, settings: dict, provenance: dict, summary: pd.DataFrame,
-           notice: str | Path | None = None, published: dict | None = None, precision: str = "fp32") -> dict:
+           notice: str | Path | None = None, published: dict | None = None, precision: str) -> dict:
     """Write the bundle of the trained model at ``model`` to the folder ``out`` (replaced whole, atomically).
 
     ``weights`` is the run's ``backbone.weights`` and ``state`` the backbone state dict the run used; a weights

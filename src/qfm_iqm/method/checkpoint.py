@@ -25,6 +25,6 @@ def load_model(path: Any) -> nn.Module:
     if "partial" in ckpt["spec"]:
         model = from_spec(ckpt["spec"])
     else:
-        model = QualityModel(**ckpt["spec"])
+        model = QualityModel.from_spec(ckpt["spec"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

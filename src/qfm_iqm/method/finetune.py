@@ -52,27 +52,28 @@ from qfm_iqm.weights import load_strict
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FinetuneConfig(TrainConfig):
-    """The student's ``TrainConfig`` (``lr`` is the head's rate, ``batch_size`` counts images) plus
-    the settings of training through the backbone."""
+    """The student's ``TrainConfig`` (``lr`` is the head's rate, ``batch_size`` counts images, ``crops_per_epoch``
+    at least 1: every crop is drawn at random) plus the settings of training through the backbone: those of the
+    config's ``finetune`` section, the crop size and, for a decoder, ``partial.from_block``."""
 
-    lr_backbone: float = 1e-5
-    crop: int = 224
-    train_crops: int = 1  # random crops per image per epoch
-    device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when available)
-    channels_last: bool = True
-    freeze_bn_stats: bool = True
-    std_floor: float = 0.1  # minimum feature std for standardisation, relative to the median std
-    from_block: int = 6  # decoder heads: the block whose input the early-stage token and the tokens split at
+    lr_backbone: float
+    crop: int
+    device: str  # "cpu", "cuda", or "auto" (cuda when available)
+    channels_last: bool
+    freeze_bn_stats: bool
+    std_floor: float  # minimum feature std for standardisation, relative to the median std
+    from_block: int | None = None  # decoder heads: the first trained block of the backbone (None: pooled heads)
 
 
 def student_config(student: dict, finetune: dict, crop: int, partial: dict | None = None) -> FinetuneConfig:
     """The fine-tune settings of a student config: its loss settings (``qfm_iqm.config.loss_settings``), then the
-    config's ``finetune`` section (``lr_head`` is ``lr``), the cut of ``partial`` (decoders) and the crop size."""
+    config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size`` and
+    ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
     own = {"lr" if k == "lr_head" else k: v for k, v in finetune.items() if k != "enabled"}
-    cut = {"from_block": partial["from_block"]} if partial else {}
-    return FinetuneConfig(**{**loss_settings(student), **own, **cut}, crop=crop)
+    from_block = {"from_block": partial["from_block"]} if partial else {}
+    return FinetuneConfig(**{**loss_settings(student), **own, **from_block}, crop=crop)
 
 
 def bank_images(train: pd.DataFrame, pool_meta: pd.DataFrame | None, labels: pd.DataFrame | None,
@@ -119,7 +120,7 @@ class FinetuneModel(nn.Module):
         return self.quality(self.features(images), noise=noise, eps=eps)
 
 
-def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: int,
+def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: int | None,
                 top_lr_scale: float) -> FinetuneModel:
     """A fine-tune model over the timm backbone ``net`` (named ``name``): pooled heads read its multi-scale
     descriptor; a decoder reads the tokens of its top from block ``from_block``, which trains at
@@ -127,6 +128,8 @@ def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: in
     if arch["head"] != "decoder":
         descriptor = MultiScaleDescriptor(net)
         return FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch), data_config(net))
+    if from_block is None:
+        raise ValueError("head 'decoder' trains the backbone's top from a block: give from_block (partial.from_block)")
     bottom = BackboneBottom(net, from_block)
     with torch.no_grad():
         size = bottom.eval()(torch.zeros(1, 3, crop, crop)).shape[1] - bottom.early_size
@@ -190,6 +193,9 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     """
     if cfg.loss not in LOSSES:
         raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
+    if cfg.crops_per_epoch < 1:
+        raise ValueError(f"crops_per_epoch: fine-tuning draws its crops at random, at least 1 per image and epoch "
+                         f"(got {cfg.crops_per_epoch})")
     loss_fn = LOSSES[cfg.loss]
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -202,7 +208,7 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
         model.eval()
         model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
                                      frozen=False)
-    samples = len(train) * cfg.train_crops
+    samples = len(train) * cfg.crops_per_epoch
     steps_per_epoch = -(-samples // cfg.batch_size)
     groups = [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone, "weight_decay": cfg.weight_decay},
               *model.quality.param_groups(cfg.lr, cfg.weight_decay)]
@@ -295,6 +301,6 @@ def load(path: str | Path) -> FinetuneModel:
         model = FinetuneModel(BackboneBottom(net, spec["partial"]["from_block"]), from_spec(spec), data_config(net))
     else:
         descriptor = MultiScaleDescriptor(net)
-        model = FinetuneModel(descriptor, QualityModel(**spec), data_config(net))
+        model = FinetuneModel(descriptor, QualityModel.from_spec(spec), data_config(net))
     load_strict(model, ckpt["state_dict"], str(path))
     return model.eval()

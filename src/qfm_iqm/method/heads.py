@@ -1,5 +1,7 @@
 """Registry of quality heads, like timm's model registry: ``linear`` and ``mlp`` read one pooled vector
-per crop, ``decoder`` (the DEIQT-style transformer decoder QFM-IQM builds on) a token sequence."""
+per crop, ``decoder`` (the DEIQT-style transformer decoder QFM-IQM builds on) a token sequence. A head takes
+``in_dim``, ``hidden``, ``dropout`` and ``tokens``, and its own keys only (the decoder's ``heads``, ``depth``,
+``query``): another head's key is an error, as it is in the config schema."""
 
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ def _pooled_only(name: str, tokens: int) -> None:
 class LinearHead(nn.Sequential):
     """A linear regressor (the learned counterpart of the ridge floor)."""
 
-    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0, tokens: int = 0, **_: int) -> None:
-        _pooled_only("linear", tokens)
+    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0, tokens: int = 0) -> None:
+        _pooled_only("linear", tokens)  # ``hidden``: every head's key (the config's arch has it), unused here
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, 1))
 
 
@@ -37,7 +39,7 @@ class LinearHead(nn.Sequential):
 class MLPHead(nn.Sequential):
     """Two-layer perceptron on pooled features: Linear -> GELU -> Dropout -> Linear."""
 
-    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1, tokens: int = 0, **_: int) -> None:
+    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1, tokens: int = 0) -> None:
         _pooled_only("mlp", tokens)
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, 1))
@@ -54,8 +56,8 @@ class DecoderHead(nn.Module):
     whole map, here including the early-stage statistics); "learned" is one learned vector.
     """
 
-    def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, heads: int = 4,
-                 depth: int = 1, query: str = "learned") -> None:
+    def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, *, heads: int,
+                 depth: int, query: str) -> None:
         super().__init__()
         if tokens < 1:
             raise ValueError("head 'decoder' reads token sequences: give the number of tokens per crop")

@@ -16,9 +16,20 @@ import numpy as np
 import pandas as pd
 
 from qfm_iqm import pairs
+from qfm_iqm.config import matching_on
 from qfm_iqm.feature_cache import FeatureSet
 
 POOL_PREFIX = "pool/"
+
+
+def pool_in_memory(student: dict) -> bool:
+    """Whether a student config's memory bank holds the teacher-labelled pool (matching on, ``memory: train_pool``)."""
+    return matching_on(student) and student["matching"]["memory"] == "train_pool"
+
+
+def uses_pool(student: dict) -> bool:
+    """Whether a student config reads the teacher-labelled pool: to distil (``kd_weight`` > 0) or in its memory bank."""
+    return student["distillation"]["kd_weight"] > 0 or pool_in_memory(student)
 
 
 def pool_labels(pool_meta: pd.DataFrame, crop_scores: np.ndarray) -> pd.DataFrame:

@@ -7,6 +7,9 @@ crop (head ``decoder``). The semantic noise of QFM-IQM enters here, on the stand
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -20,16 +23,15 @@ STD_FLOOR = 0.1  # least std a channel is standardised with, relative to the med
 class QualityModel(nn.Module):
     """Standardise -> (gate) -> head; ``forward`` maps (..., dim) features, or (..., tokens, dim) token
     sequences when ``tokens`` > 0, to (...) scores. Token sequences are standardised per token
-    position and channel."""
+    position and channel. ``head_options``: the head's own keys (the decoder's ``heads``, ``depth``, ``query``)."""
 
     def __init__(self, in_dim: int, head: str = "mlp", hidden: int = 512, dropout: float = 0.1,
-                 gate: bool = False, gate_reduction: int = 8, tokens: int = 0, heads: int = 4, depth: int = 1,
-                 query: str = "learned") -> None:
+                 gate: bool = False, gate_reduction: int = 8, tokens: int = 0, **head_options: Any) -> None:
         super().__init__()
         if head not in HEADS:
             raise KeyError(f"unknown head {head!r}; known: {sorted(HEADS)}")
         self.spec = {"in_dim": in_dim, "head": head, "hidden": hidden, "dropout": dropout, "gate": gate,
-                     "gate_reduction": gate_reduction, "tokens": tokens, "heads": heads, "depth": depth, "query": query}
+                     "gate_reduction": gate_reduction, "tokens": tokens, **head_options}
         shape = (tokens, in_dim) if tokens else (in_dim,)
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("std", torch.ones(shape))
@@ -38,8 +40,14 @@ class QualityModel(nn.Module):
         self.register_buffer("out_scale", torch.ones(()))
         self.register_buffer("out_shift", torch.zeros(()))
         self.gate = ChannelGate(in_dim, gate_reduction, tokens=tokens > 0) if gate else nn.Identity()
-        self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout, tokens=tokens, heads=heads, depth=depth,
-                                query=query)
+        self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout, tokens=tokens, **head_options)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> QualityModel:
+        """The (untrained) model a checkpoint's ``spec`` describes. Checkpoints from before a head took only its own
+        keys record the decoder's keys for every head; a head is given the keys it takes."""
+        takes = {*inspect.signature(cls).parameters, *inspect.signature(HEADS[spec["head"]]).parameters}
+        return cls(**{k: v for k, v in spec.items() if k in takes})
 
     def fit_normaliser(self, x: torch.Tensor, floor: float = STD_FLOOR, frozen: bool = True) -> None:
         """Set standardisation statistics from training features (channels last, any leading shape).

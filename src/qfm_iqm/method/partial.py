@@ -1,9 +1,9 @@
 """Partial fine-tune: features that move, on the CPU.
 
-A timm backbone is cut at block ``start``. The bottom (stem and ``blocks[:start]``) runs once per crop
-and its output is cached in fp16 (``extract_activations``), with the pooled statistics (channel means
-and standard deviations) of the bottom's stages. The top (``blocks[start:]`` and the head
-convolution) then trains together with the quality model on the cached activations
+A timm backbone is divided at block ``from_block`` (the config's ``partial.from_block``). The bottom (stem and
+``blocks[:from_block]``) runs once per crop and its output is cached in fp16 (``extract_activations``), with the
+pooled statistics (channel means and standard deviations) of the bottom's stages. The top (``blocks[from_block:]``
+and the head convolution) then trains together with the quality model on the cached activations
 (``PartialModel``), under the student's full loss (``qfm_iqm.method.train.train``). BatchNorm statistics of
 the top stay frozen.
 
@@ -34,25 +34,25 @@ from qfm_iqm.method.model import STD_FLOOR, QualityModel
 ACTIVATION, EARLY = "activation", "early"  # the two blocks of a cached sample
 
 
-def _check_cuttable(backbone: nn.Module, start: int) -> None:
+def _check_partial(backbone: nn.Module, from_block: int) -> None:
     if not all(hasattr(backbone, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
         raise InputError(f"partial fine-tune needs a timm EfficientNet/MobileNet-style backbone (conv_stem, blocks, "
                          f"conv_head); {type(backbone).__name__} is not one")
-    if not 1 <= start < len(backbone.blocks):
-        raise InputError(f"partial.from_block: {start} is not a block index in 1..{len(backbone.blocks) - 1}")
+    if not 1 <= from_block < len(backbone.blocks):
+        raise InputError(f"partial.from_block: {from_block} is not a block index in 1..{len(backbone.blocks) - 1}")
 
 
 class BackboneBottom(nn.Module):
-    """Stem and ``blocks[:start]``: (B, 3, H, W) -> packed (B, C*h*w + stage statistics)."""
+    """Stem and ``blocks[:from_block]``: (B, 3, H, W) -> packed (B, C*h*w + stage statistics)."""
 
-    def __init__(self, backbone: nn.Module, start: int) -> None:
+    def __init__(self, backbone: nn.Module, from_block: int) -> None:
         super().__init__()
-        _check_cuttable(backbone, start)
+        _check_partial(backbone, from_block)
         self.stem = nn.Sequential(backbone.conv_stem, backbone.bn1)
-        self.blocks = backbone.blocks[:start]
+        self.blocks = backbone.blocks[:from_block]
         stage_ends = {int(info["module"].split(".")[1]) for info in backbone.feature_info
                       if info["module"].startswith("blocks.")}
-        self.stage_ends = sorted(i for i in stage_ends if i < start)
+        self.stage_ends = sorted(i for i in stage_ends if i < from_block)
         self.early_size = sum(2 * info["num_chs"] for info in backbone.feature_info
                               if info["module"] in {f"blocks.{i}" for i in self.stage_ends})
 
@@ -67,15 +67,15 @@ class BackboneBottom(nn.Module):
 
 
 class BackboneTop(nn.Module):
-    """``blocks[start:]`` and the head convolution: (B, C, h, w) activations -> (B, h*w, features) tokens.
+    """``blocks[from_block:]`` and the head convolution: (B, C, h, w) activations -> (B, h*w, features) tokens.
 
     BatchNorm layers stay in eval mode (their running statistics frozen) whatever the module's mode.
     """
 
-    def __init__(self, backbone: nn.Module, start: int) -> None:
+    def __init__(self, backbone: nn.Module, from_block: int) -> None:
         super().__init__()
-        _check_cuttable(backbone, start)
-        self.blocks = backbone.blocks[start:]
+        _check_partial(backbone, from_block)
+        self.blocks = backbone.blocks[from_block:]
         self.head = nn.Sequential(backbone.conv_head, backbone.bn2)
         self.in_chs = next(m for m in self.blocks.modules() if isinstance(m, nn.Conv2d)).in_channels
         self.num_features = backbone.num_features
@@ -91,22 +91,23 @@ class BackboneTop(nn.Module):
         return self.head(self.blocks(x)).flatten(2).transpose(1, 2)
 
 
-def activation_describer(backbone: nn.Module, start: int, recipe: CropRecipe, channels_last: bool = True,
-                         device: str = "cpu", precision: str = "fp32") -> tuple[Describer, BackboneBottom]:
+def activation_describer(backbone: nn.Module, from_block: int, recipe: CropRecipe, channels_last: bool = True,
+                         device: str = "cpu", *, precision: str) -> tuple[Describer, BackboneBottom]:
     """The describer of packed fp16 bottom activations (what a ``PartialModel`` reads), and the bottom."""
     if recipe.global_view:
         raise InputError("crops.global_view: cached activations describe crops only; the decoder has no global view")
-    bottom = BackboneBottom(backbone, start)
-    return Describer(bottom, data_config(backbone), recipe, channels_last, device, np.float16, precision), bottom
+    bottom = BackboneBottom(backbone, from_block)
+    return Describer(bottom, data_config(backbone), recipe, channels_last, device, np.float16,
+                     precision=precision), bottom
 
 
-def extract_activations(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe, start: int,
+def extract_activations(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe, from_block: int,
                         batch_size: int = 32, channels_last: bool = True, device: str = "cpu",
-                        compile: bool = False, precision: str = "fp32") -> tuple[FeatureSet, dict]:
+                        compile: bool = False, *, precision: str) -> tuple[FeatureSet, dict]:
     """Packed fp16 bottom activations of every recipe crop of ``meta`` (image_id, path), and throughput
     statistics (``describe_crops``). Blocks: ``activation`` (C*h*w) and ``early`` (the bottom stages' statistics)."""
-    describer, bottom = activation_describer(create_backbone(backbone, weights), start, recipe, channels_last, device,
-                                             precision)
+    describer, bottom = activation_describer(create_backbone(backbone, weights), from_block, recipe, channels_last,
+                                             device, precision=precision)
     packed, stats = describe_crops(describer, meta, batch_size, compile)
     sizes = [packed.shape[-1] - bottom.early_size, bottom.early_size]
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), packed, [ACTIVATION, EARLY], sizes), stats
@@ -199,14 +200,14 @@ class PartialModel(nn.Module):
                 {"params": list(self.top.parameters()), "lr": lr * self.top_lr_scale, "weight_decay": weight_decay}]
 
 
-def with_top(net: nn.Module, name: str, start: int, arch: dict, activation_size: int, early_size: int,
+def with_top(net: nn.Module, name: str, from_block: int, arch: dict, activation_size: int, early_size: int,
              top_lr_scale: float) -> PartialModel:
     """A ``PartialModel`` with a decoder of ``arch`` over the top of ``net`` (timm model ``name``) from block
-    ``start``, for cached samples of ``activation_size`` + ``early_size``; its ``spec`` rebuilds it."""
-    top = BackboneTop(net, start)
+    ``from_block``, for cached samples of ``activation_size`` + ``early_size``; its ``spec`` rebuilds it."""
+    top = BackboneTop(net, from_block)
     quality = QualityModel(top.num_features + early_size, tokens=activation_size // top.in_chs + 1, **arch)
     model = PartialModel(top, quality, activation_size, early_size, top_lr_scale)
-    model.spec = {"partial": {"backbone": name, "from_block": start, "activation_size": activation_size,
+    model.spec = {"partial": {"backbone": name, "from_block": from_block, "activation_size": activation_size,
                               "early_size": early_size, "top_lr_scale": top_lr_scale}, **quality.spec}
     return model
 

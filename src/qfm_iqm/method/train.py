@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from qfm_iqm.config import schema_default
 from qfm_iqm.feature_cache import FeatureSet
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.precision import autocast
@@ -66,11 +67,22 @@ class TrainConfig:
     eps: float = 0.3
     adv_weight: float = 0.0
     sens_weight: float = 0.0
-    noise_form: str = "add"  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
-    sens_target: str = "symmetric"  # L_sens against pred(clean): "symmetric" (gradients through both) or "detached"
-    partner_draw: str = "mean"  # with several partners per image: "mean" of them, or "sample" one per step
-    crops_per_epoch: int = 0  # random crops per image and epoch; 0: every crop
-    precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (weights and optimiser stay fp32)
+    # Optional config keys (``SCHEMA_KEYS``): None takes the schema's default (``qfm_iqm.config.schema_default``).
+    noise_form: str | None = None  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
+    sens_target: str | None = None  # L_sens against pred(clean): "symmetric" (gradients through both) or "detached"
+    partner_draw: str | None = None  # with several partners per image: "mean" of them, or "sample" one per step
+    crops_per_epoch: int | None = None  # random crops per image and epoch; 0: every crop
+    precision: str | None = None  # "bf16": forward passes under bfloat16 autocast (weights and optimiser stay fp32)
+
+    def __post_init__(self) -> None:
+        for name, key in SCHEMA_KEYS.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, schema_default(key))
+
+
+SCHEMA_KEYS = {"noise_form": "student.matching.noise_form", "sens_target": "student.matching.sens_target",
+               "partner_draw": "student.matching.partner_draw", "crops_per_epoch": "student.train.crops_per_epoch",
+               "precision": "student.train.precision"}  # TrainConfig field -> its config key
 
 
 LOSS_TERMS = ["loss", "loss_clean", "loss_adv", "loss_sens", "loss_kd"]

@@ -21,7 +21,7 @@ def export_model(input: NS, output: NS, params: NS) -> None:
 
     backbone, weights_file = params.backbone, getattr(input, "weights", None)
     info = bundle.export(output.bundle, name=params.name, model=input.model, backbone=backbone["name"],
-                         precision=backbone.get("precision", "fp32"), weights=backbone["weights"],
+                         precision=backbone["precision"], weights=backbone["weights"],
                          state=bundle.backbone_state(backbone["name"], backbone["weights"], weights_file),
                          weights_file=weights_file, crops=params.crops, meta=read_meta(input.meta), dataset={
                              "name": params.name, **json.loads(Path(input.licence).read_text()),

@@ -17,8 +17,7 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
     meta = read_meta(input.meta, ["image_id", "path"])
     cfg = params.backbone
     feats, stats = extract(meta, cfg["name"], weights(cfg, input), CropRecipe(**params.crops), cfg["batch_size"],
-                           cfg["channels_last"], cfg["device"], cfg.get("compile", False),
-                           precision=cfg.get("precision", "fp32"))
+                           cfg["channels_last"], cfg["device"], cfg["compile"], precision=cfg["precision"])
     feats.save(output.features)
     write_json(stats, output.stats)
 
@@ -31,7 +30,7 @@ def extract_activations(input: NS, output: NS, params: NS) -> None:
     meta = read_meta(input.meta, ["image_id", "path"])
     cfg = params.backbone
     feats, stats = extract(meta, cfg["name"], weights(cfg, input), CropRecipe(**params.crops), params.from_block,
-                           cfg["batch_size"], cfg["channels_last"], cfg["device"], cfg.get("compile", False),
-                           cfg.get("precision", "fp32"))
+                           cfg["batch_size"], cfg["channels_last"], cfg["device"], cfg["compile"],
+                           precision=cfg["precision"])
     feats.save(output.activations)
     write_json(stats, output.stats)
