@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from validate_student import merged_config
 
-from qfm_iqm.config import loss_settings, resolve_variants
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.method import train
 from qfm_iqm.method.partial import ACTIVATION, EARLY, model_for
+from qfm_iqm.pipeline.config import loss_settings, resolve_variants
 
 BASELINE = {"arch": {"gate": False}, "distillation": {"kd_weight": 0.0},
             "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from student_step import step_options
 
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.method import train
 from qfm_iqm.method.partial import ACTIVATION, EARLY, model_for
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from qfm_iqm.config import load_config_file
 from qfm_iqm.method.diagnostics import REGIMES, nuisance_experiment
+from qfm_iqm.pipeline.config import load_config_file
 
 
 def main() -> None:

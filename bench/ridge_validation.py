@@ -16,9 +16,10 @@ import argparse
 import pandas as pd
 from scipy import stats
 
-from qfm_iqm import evaluate, splits
+from qfm_iqm.data import splits
 from qfm_iqm.data.meta import read_meta
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.evaluation import evaluate
+from qfm_iqm.features.cache import FeatureSet
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
+from qfm_iqm.features.precision import PRECISIONS
 from qfm_iqm.method import train
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.precision import PRECISIONS
 
 CONFIGS = {
     "clean only (baseline)": {},

@@ -24,11 +24,11 @@ import torch
 import yaml
 from scipy import stats
 
-from qfm_iqm import pairs, splits
-from qfm_iqm.config import load_config_file, loss_settings, matching_on, resolve_weights, validate
+from qfm_iqm.data import splits
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
-from qfm_iqm.feature_cache import FeatureSet, cache_dir
-from qfm_iqm.method import memory, train
+from qfm_iqm.features.cache import FeatureSet, cache_dir
+from qfm_iqm.method import memory, pairs, train
+from qfm_iqm.pipeline.config import load_config_file, loss_settings, matching_on, resolve_weights, validate
 
 
 def merged_config(files: list[str]) -> dict:

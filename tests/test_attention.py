@@ -11,10 +11,10 @@ import torch
 from conftest import write_image
 from PIL import Image
 
-from qfm_iqm.attention import attention_figure, attention_maps, saliency
-from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
-from qfm_iqm.features import CropRecipe
-from qfm_iqm.figures import save
+from qfm_iqm.evaluation.attention import attention_figure, attention_maps, saliency
+from qfm_iqm.evaluation.figures import save
+from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, data_config
+from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.io import read_rgb
 from qfm_iqm.method.model import QualityModel
 

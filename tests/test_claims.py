@@ -1,4 +1,5 @@
-"""The claims table (qfm_iqm.claims): effects, tests and verdicts on per-split results whose truth is known."""
+"""The claims table (qfm_iqm.evaluation.claims): effects, tests and verdicts on per-split results whose truth is
+known."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qfm_iqm import claims, evaluate
+from qfm_iqm.evaluation import claims, evaluate
 
 STUDENT = {"arch": {"head": "mlp"}, "train": {"loss": "smooth_l1"}, "matching": {"noise_form": "mix", "eps": 0.3, "adv_weight": 1.0,
                                                  "sens_weight": 0.5, "sens_target": "symmetric"}}

@@ -11,12 +11,19 @@ import pytest
 import yaml
 from conftest import REPO
 
-from qfm_iqm.config import ConfigError, check_cross_dataset, check_splits, resolve_variants, schema_default, validate
 from qfm_iqm.data.distortions import DISTORTIONS
 from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
 from qfm_iqm.method.heads import HEADS
+from qfm_iqm.method.pairs import STRATEGIES
 from qfm_iqm.method.train import LOSSES
-from qfm_iqm.pairs import STRATEGIES
+from qfm_iqm.pipeline.config import (
+    ConfigError,
+    check_cross_dataset,
+    check_splits,
+    resolve_variants,
+    schema_default,
+    validate,
+)
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -212,7 +219,7 @@ def _restated(root: Path) -> dict[tuple[str, Any], list[str]]:
             continue
         files = [*sorted((root / "src/qfm_iqm").rglob("*.py")), *sorted((root / "workflow/rules").glob("*.smk"))]
         for path in files:
-            if path == root / "src/qfm_iqm/config.py":  # reads the defaults from the schema
+            if path == root / "src/qfm_iqm/pipeline/config.py":  # reads the defaults from the schema
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if any(re.search(p, line) for p in patterns):

@@ -34,8 +34,8 @@ def decoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decoder_run: Path) -> None:
-    from qfm_iqm.backbone import create_backbone
-    from qfm_iqm.feature_cache import FeatureSet
+    from qfm_iqm.features.backbone import create_backbone
+    from qfm_iqm.features.cache import FeatureSet
     from qfm_iqm.method.checkpoint import load_model
     from qfm_iqm.method.partial import ACTIVATION, EARLY
 

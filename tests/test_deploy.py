@@ -21,8 +21,8 @@ from qfm_iqm import load_model
 from qfm_iqm.deploy import bundle, cli
 from qfm_iqm.deploy.bundle import Bundle
 from qfm_iqm.deploy.scorer import Scorer, content_id
+from qfm_iqm.features.loader import prepared_batches
 from qfm_iqm.io import InputError, sha256sum
-from qfm_iqm.loader import prepared_batches
 
 pytestmark = pytest.mark.slow  # the tiny workflow run makes the bundle
 
@@ -227,7 +227,7 @@ def test_a_failing_compiler_falls_back_to_eager(tiny_bundle: Path, tmp_path: Pat
         return fails
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr("qfm_iqm.features.compiler_available", lambda: True)
+    monkeypatch.setattr("qfm_iqm.features.extract.compiler_available", lambda: True)
     scorer = load_model(tiny_bundle, compile="on")
     np.testing.assert_array_equal(scorer(paths, scale="raw"), want)
     assert scorer.compile == "off"

@@ -13,8 +13,8 @@ import yaml
 from conftest import REPO
 from workflow_helpers import scheduled_jobs, snakemake
 
-from qfm_iqm import versioning
 from qfm_iqm.io import InputError
+from qfm_iqm.pipeline import versioning
 
 pytestmark = pytest.mark.slow
 

@@ -166,7 +166,7 @@ def test_a_job_on_a_machine_without_its_device_stops_with_one_line(tmp_path: Pat
     """Where the run starts is not always where jobs run (a cluster): each job checks its devices first."""
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA devices")
-    from qfm_iqm.runner import run_stage
+    from qfm_iqm.pipeline.runner import run_stage
 
     log = tmp_path / "extract_features.log"
     with pytest.raises(SystemExit):

@@ -20,10 +20,10 @@ import torch
 from conftest import write_image
 
 from qfm_iqm import load_model
-from qfm_iqm.config import ConfigError, load_config_file
 from qfm_iqm.deploy import cli
 from qfm_iqm.deploy.bundle import CONTENT_SHA256, INFO, Bundle, shipped
 from qfm_iqm.io import InputError, atomic_path, write_csv
+from qfm_iqm.pipeline.config import ConfigError, load_config_file
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import torch
 from conftest import REPO
 from PIL import Image, ImageFilter
 
-from qfm_iqm.config import load_config_file, validate
-from qfm_iqm.features import CropRecipe
+from qfm_iqm.features.extract import CropRecipe
+from qfm_iqm.features.weights import convert_package_weights
 from qfm_iqm.method.finetune import FinetuneConfig, finetune, load, predict, save, student_config
-from qfm_iqm.weights import convert_package_weights
+from qfm_iqm.pipeline.config import load_config_file, validate
 
 BACKBONE = "tf_efficientnet_lite0"
 TIMING = ["seconds", "data_wait"]  # per-epoch log columns that measure time, not the model

@@ -8,9 +8,10 @@ import pytest
 import torch
 from scipy import stats
 
-from qfm_iqm import evaluate, pairs, splits
+from qfm_iqm.data import splits
+from qfm_iqm.evaluation import evaluate
 from qfm_iqm.io import InputError
-from qfm_iqm.method import train
+from qfm_iqm.method import pairs, train
 from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.gate import ChannelGate
 from qfm_iqm.method.model import QualityModel
@@ -207,7 +208,7 @@ def test_a_student_reads_the_pool_to_distil_or_as_its_memory() -> None:
 
 
 def test_sensitivity_measures_the_prediction_shift_under_matched_noise() -> None:
-    from qfm_iqm.sensitivity import sensitivity
+    from qfm_iqm.evaluation.sensitivity import sensitivity
 
     x, y = _toy(40)
     model = QualityModel(x.shape[-1], head="linear", dropout=0.0)

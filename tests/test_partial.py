@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from qfm_iqm.backbone import create_backbone
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features.backbone import create_backbone
+from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.io import InputError
 from qfm_iqm.method import train
 from qfm_iqm.method.checkpoint import load_model, save_model
@@ -143,7 +143,7 @@ def test_crops_per_epoch_draws_that_many_crops_of_every_image() -> None:
 
 
 def test_the_sweep_encodes_a_decoder_models_input_once_and_matches_each_point(backbone: torch.nn.Module) -> None:
-    from qfm_iqm.sensitivity import matched_partners, sensitivity, sweep
+    from qfm_iqm.evaluation.sensitivity import matched_partners, sensitivity, sweep
 
     feats = _packed(backbone, images=8)
     model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL)

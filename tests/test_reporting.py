@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qfm_iqm import comparison, figures
-from qfm_iqm.evaluate import benchmark_table, rule_of
+from qfm_iqm.evaluation import comparison, figures
+from qfm_iqm.evaluation.evaluate import benchmark_table, rule_of
 
 STYLE = {"dpi": 40, "figsize": [3.0, 3.0], "marker_size": 4, "attention_images": 2}
 

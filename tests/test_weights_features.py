@@ -11,12 +11,12 @@ import torch
 from conftest import write_image
 from PIL import Image
 
-from qfm_iqm.backbone import create_backbone
 from qfm_iqm.data.photos import PHOTOS
-from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.features import CropRecipe, compiler_available, describe_crops, extract, pooled_describer
+from qfm_iqm.features.backbone import create_backbone
+from qfm_iqm.features.cache import FeatureSet
+from qfm_iqm.features.extract import CropRecipe, compiler_available, describe_crops, extract, pooled_describer
+from qfm_iqm.features.weights import convert_package_weights, package_checkpoint
 from qfm_iqm.io import InputError, sha256sum
-from qfm_iqm.weights import convert_package_weights, package_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_the_input_pipeline_gives_the_same_features_whatever_its_workers_and_com
         return fails
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr("qfm_iqm.features.compiler_available", lambda: True)
+    monkeypatch.setattr("qfm_iqm.features.extract.compiler_available", lambda: True)
     fallback, stats3 = describe_crops(describer, meta, batch_size=4, compile=True)
     np.testing.assert_array_equal(fallback, here)  # the compiler failed: eager, the same features
     assert not stats3["compiled"]
@@ -154,7 +154,7 @@ def test_extract_names_a_corrupt_image(lite0: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["resnet18", "vit_tiny_patch16_224"])
 def test_any_timm_backbone_gives_multiscale_descriptors(name: str) -> None:
-    from qfm_iqm.backbone import MultiScaleDescriptor
+    from qfm_iqm.features.backbone import MultiScaleDescriptor
 
     descriptor = MultiScaleDescriptor(create_backbone(name, "none"))
     with torch.no_grad():

@@ -6,10 +6,10 @@ from qfm_iqm.data.labels import listed_images
 from qfm_iqm.data.lock import DigestLock
 from qfm_iqm.data.plan import plan_text
 from qfm_iqm.data.sources import with_files
-from qfm_iqm.devices import check_device
-from qfm_iqm.feature_cache import cache_dir, crops_tag
-from qfm_iqm.provenance import requested_devices
-from qfm_iqm.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
+from qfm_iqm.features.devices import check_device
+from qfm_iqm.features.cache import cache_dir, crops_tag
+from qfm_iqm.pipeline.provenance import requested_devices
+from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
                              resolve_weights, split_variants, validate)
 from qfm_iqm.method.memory import uses_pool
 
@@ -71,7 +71,7 @@ def state_acquisition_plan():
 def check_job_devices():
     """When a run that executes its jobs here starts (never in a dry run): every device a job still to run asks for
     is one torch sees on this machine, so that a wrong one stops the run before any job, naming its config key.
-    Jobs sent to a cluster check theirs where they run (``qfm_iqm.runner``)."""
+    Jobs sent to a cluster check theirs where they run (``qfm_iqm.pipeline.runner``)."""
     if not workflow.local_exec:
         return
     requested = {}

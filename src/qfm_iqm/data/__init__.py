@@ -1,1 +1,1 @@
-"""Datasets: acquisition, official layouts, the uniform meta table; the kinds are in ``registry``."""
+"""Datasets: acquisition, official layouts, the uniform meta table, splits; the kinds are in ``registry``."""

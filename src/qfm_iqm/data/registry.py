@@ -14,12 +14,12 @@ from types import ModuleType
 
 import pandas as pd
 
-from qfm_iqm.config import ConfigError
 from qfm_iqm.data import csiq, kadid10k, koniq10k, live, livec, livefb, spaq, tid2013
 from qfm_iqm.data.labels import prepare_labels
 from qfm_iqm.data.resize import resize_images
 from qfm_iqm.data.sources import DatasetSource
 from qfm_iqm.io import write_csv
+from qfm_iqm.pipeline.config import ConfigError
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def backbone_state(name: str, weights: str, weights_file: str | Path | None) -> 
     """The state dict of the backbone ``name`` a run used: timm's hub weights when ``weights`` is ``hub``, else
     the file ``weights_file`` (the converted package, or the configured file)."""
     if weights_kind(weights) == "hub":
-        from qfm_iqm.backbone import create_backbone  # timm: only a hub export needs it
+        from qfm_iqm.features.backbone import create_backbone  # timm: only a hub export needs it
 
         return create_backbone(name, "hub").state_dict()
     return torch.load(weights_file, map_location="cpu", weights_only=True)
@@ -185,8 +185,8 @@ class Bundle:
     def backbone(self) -> nn.Module:
         """The backbone with the weights the model was trained on; any other weights are an error naming both
         digests."""
-        from qfm_iqm.backbone import create_backbone
-        from qfm_iqm.weights import convert_state_dict, load_strict, package_checkpoint
+        from qfm_iqm.features.backbone import create_backbone
+        from qfm_iqm.features.weights import convert_state_dict, load_strict, package_checkpoint
 
         cfg = self.info["backbone"]
         kind = cfg["weights"]

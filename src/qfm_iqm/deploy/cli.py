@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from qfm_iqm import __version__
-from qfm_iqm.config import ConfigError, load_config_file
-from qfm_iqm.devices import check_device
+from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, check_writable, write_csv, write_json
+from qfm_iqm.pipeline.config import ConfigError, load_config_file
 
 EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
 FORMATS = {".csv": "csv", ".json": "json"}

@@ -1,8 +1,8 @@
 """Scoring images with a bundle: the Python API (``qfm_iqm.load_model``) behind ``qfm-iqm score``.
 
 Pixels go through the pipeline's own code: the one image reader (``qfm_iqm.io``), the crop recipe and the
-describer of the features the model was trained on (``qfm_iqm.features``, ``qfm_iqm.method.partial``), and
-``qfm_iqm.method.train.predict``. Files are decoded and cropped in worker processes (``qfm_iqm.loader``, as in
+describer of the features the model was trained on (``qfm_iqm.features.extract``, ``qfm_iqm.method.partial``), and
+``qfm_iqm.method.train.predict``. Files are decoded and cropped in worker processes (``qfm_iqm.features.loader``, as in
 extraction), a bounded number ahead of the backbone, so memory stays bounded however many images stream through.
 """
 
@@ -22,10 +22,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from qfm_iqm.deploy.bundle import Bundle
-from qfm_iqm.devices import check_device
-from qfm_iqm.features import CropRecipe, Preprocess, StaticForward, pooled_describer
+from qfm_iqm.features.devices import check_device
+from qfm_iqm.features.extract import CropRecipe, Preprocess, StaticForward, pooled_describer
+from qfm_iqm.features.loader import default_workers, prepared_batches
 from qfm_iqm.io import InputError, read_rgb, upright_rgb
-from qfm_iqm.loader import default_workers, prepared_batches
 from qfm_iqm.method.train import predict
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class Scorer:
     def score(self, items: Sequence[tuple[object, ImageLike, str | None]], progress: bool = False,
               workers: int = 0) -> Iterator[Result]:
         """Results of (key, image or path, id or None) items, in order, prepared by ``workers`` processes (0: in
-        this one) a batch or two ahead of the backbone (``qfm_iqm.loader``)."""
+        this one) a batch or two ahead of the backbone (``qfm_iqm.features.loader``)."""
         self._forward = self._forward_for(len(items))
         prepare = Prepare(self.describer.prepare, GLOBAL_MAX_PIXELS if self.describer.recipe.global_view else None)
         bar = tqdm(total=len(items), disable=not progress, file=sys.stderr, unit="image", desc="score")

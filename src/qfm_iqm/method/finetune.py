@@ -24,11 +24,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
-from qfm_iqm.config import loss_settings
-from qfm_iqm.features import CropRecipe
+from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, data_config
+from qfm_iqm.features.extract import CropRecipe
+from qfm_iqm.features.loader import DataWait
+from qfm_iqm.features.precision import autocast
+from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import atomic_path, read_rgb
-from qfm_iqm.loader import DataWait
 from qfm_iqm.method.memory import pool_bank_ids
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import BackboneBottom, from_spec, with_top
@@ -46,8 +47,7 @@ from qfm_iqm.method.train import (
     qfm_loss,
     seed_everything,
 )
-from qfm_iqm.precision import autocast
-from qfm_iqm.weights import load_strict
+from qfm_iqm.pipeline.config import loss_settings
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ class FinetuneConfig(TrainConfig):
 
 
 def student_config(student: dict, finetune: dict, crop: int, partial: dict | None = None) -> FinetuneConfig:
-    """The fine-tune settings of a student config: its loss settings (``qfm_iqm.config.loss_settings``), then the
-    config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size`` and
-    ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
+    """The fine-tune settings of a student config: its loss settings (``qfm_iqm.pipeline.config.loss_settings``),
+    then the config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size``
+    and ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
     own = {"lr" if k == "lr_head" else k: v for k, v in finetune.items() if k != "enabled"}
     from_block = {"from_block": partial["from_block"]} if partial else {}
     return FinetuneConfig(**{**loss_settings(student), **own, **from_block}, crop=crop)

@@ -2,7 +2,7 @@
 
 The bank holds the labelled training images and, with ``memory: train_pool``, the teacher-labelled expansion
 pool after them (pool ids prefixed with ``POOL_PREFIX``, so that they never collide with labelled ids).
-Partners are mined from it (``qfm_iqm.pairs``) and the semantic noise reads their features; distillation
+Partners are mined from it (``qfm_iqm.method.pairs``) and the semantic noise reads their features; distillation
 reads the pool's teacher scores. Kept free of torch, so that the pair-mining jobs start quickly.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qfm_iqm import pairs
-from qfm_iqm.config import matching_on
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features.cache import FeatureSet
+from qfm_iqm.method import pairs
+from qfm_iqm.pipeline.config import matching_on
 
 POOL_PREFIX = "pool/"
 

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qfm_iqm.backbone import create_backbone, data_config
-from qfm_iqm.feature_cache import FeatureSet
-from qfm_iqm.features import CropRecipe, Describer, describe_crops
+from qfm_iqm.features.backbone import create_backbone, data_config
+from qfm_iqm.features.cache import FeatureSet
+from qfm_iqm.features.extract import CropRecipe, Describer, describe_crops
 from qfm_iqm.io import InputError
 from qfm_iqm.method.model import STD_FLOOR, QualityModel
 

@@ -2,7 +2,7 @@
 
 Scatter of predictions, the motivating observation (raw and gated features), ablation bars with
 bootstrap CIs, semantic-noise sensitivity before/after and over a sweep of eps and tau, and the
-cross-dataset heatmap. (Attention maps are in ``qfm_iqm.attention``.)
+cross-dataset heatmap. (Attention maps are in ``qfm_iqm.evaluation.attention``.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from qfm_iqm.evaluate import metrics
+from qfm_iqm.evaluation.evaluate import metrics
 from qfm_iqm.io import atomic_path
 
 STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # formats that stamp the time

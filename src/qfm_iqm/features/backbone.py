@@ -8,8 +8,8 @@ import timm
 import torch
 from torch import nn
 
+from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import InputError
-from qfm_iqm.weights import load_strict
 
 
 def create_backbone(name: str, weights: str | Path) -> nn.Module:

@@ -7,14 +7,14 @@ from types import SimpleNamespace as NS
 
 import numpy as np
 
-from qfm_iqm import splits
-from qfm_iqm.config import loss_settings
+from qfm_iqm.data import splits
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.io import write_csv, write_json
 from qfm_iqm.method.memory import StudentMemory, pool_labels
-from qfm_iqm.stages import stage
-from qfm_iqm.stages.common import labelled, memory, model_args, part, weights
+from qfm_iqm.pipeline.config import loss_settings
+from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.common import labelled, memory, model_args, part, weights
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def train_student(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def finetune_student(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.features import CropRecipe
+    from qfm_iqm.features.extract import CropRecipe
     from qfm_iqm.method import finetune
 
     split = int(params.split)

@@ -16,8 +16,8 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from qfm_iqm.feature_cache import FeatureSet, model_input
-from qfm_iqm.pairs import cosine_distance_matrix
+from qfm_iqm.features.cache import FeatureSet, model_input
+from qfm_iqm.method.pairs import cosine_distance_matrix
 
 METRICS = ["srcc", "plcc", "krcc", "rmse"]
 
@@ -53,11 +53,11 @@ def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureS
 
     Returns the predictions (with each image's content distance to the training part) of the ridge floor, of
     every model in ``models`` and, when given, of the fine-tuned student (its predictions table ``finetune``);
-    their metrics; and each model's sensitivity to matched semantic noise (``qfm_iqm.sensitivity``; ``noise``:
-    tau, k_fallback, eps, large_gap).
+    their metrics; and each model's sensitivity to matched semantic noise (``qfm_iqm.evaluation.sensitivity``;
+    ``noise``: tau, k_fallback, eps, large_gap).
     """
+    from qfm_iqm.evaluation.sensitivity import matched_partners, sensitivity
     from qfm_iqm.method.train import predict
-    from qfm_iqm.sensitivity import matched_partners, sensitivity
 
     y = rows["score"].to_numpy()
     preds = rows[["image_id", "score", "score_raw", "ref_id", "distortion", "level"]].assign(split=split)

@@ -7,17 +7,17 @@ from types import SimpleNamespace as NS
 
 import pandas as pd
 
-from qfm_iqm.feature_cache import model_input
+from qfm_iqm.features.cache import model_input
 from qfm_iqm.io import write_csv, write_text
-from qfm_iqm.stages import stage
-from qfm_iqm.stages.common import activations, labelled, part, weights
+from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.common import activations, labelled, part, weights
 
 log = logging.getLogger(__name__)
 
 
 @stage
 def plot_scatter(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import figures
+    from qfm_iqm.evaluation import figures
 
     preds = pd.concat([pd.read_csv(p) for p in input.predictions], ignore_index=True)
     figures.save(figures.scatter(preds, params.model, params.dataset, params.style), [output.png, output.pdf],
@@ -26,7 +26,7 @@ def plot_scatter(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def plot_pairs(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import figures
+    from qfm_iqm.evaluation import figures
 
     sample = pd.read_csv(input.sample)
     figures.save(figures.pair_distance(sample, params.dataset, params.style), [output.png, output.pdf],
@@ -35,9 +35,9 @@ def plot_pairs(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def plot_observation(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import figures
+    from qfm_iqm.evaluation import figures
+    from qfm_iqm.evaluation.sensitivity import observation_spaces
     from qfm_iqm.method.checkpoint import load_model
-    from qfm_iqm.sensitivity import observation_spaces
 
     rows, feats = labelled(input, 0, "test")
     model = load_model(input.model)
@@ -52,7 +52,7 @@ def plot_observation(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def plot_ablation(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import figures
+    from qfm_iqm.evaluation import figures
 
     fig = figures.ablation(pd.read_csv(input.summary), params.reference, params.dataset, params.style)
     figures.save(fig, [output.png, output.pdf], params.style["dpi"])
@@ -60,7 +60,7 @@ def plot_ablation(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def plot_sensitivity(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import figures
+    from qfm_iqm.evaluation import figures
 
     bars = figures.sensitivity_bars(pd.read_csv(input.sensitivity), params.dataset, params.style)
     figures.save(bars, [output.bars, output.bars_pdf], params.style["dpi"])
@@ -70,8 +70,8 @@ def plot_sensitivity(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def plot_attention(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import attention, figures
-    from qfm_iqm.features import CropRecipe
+    from qfm_iqm.evaluation import attention, figures
+    from qfm_iqm.features.extract import CropRecipe
     from qfm_iqm.method.checkpoint import load_model
 
     picked = attention.pick_images(part(input, 0, "test"), params.style["attention_images"])
@@ -84,7 +84,7 @@ def plot_attention(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def plot_cross(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import figures
+    from qfm_iqm.evaluation import figures
 
     fig = figures.cross_heatmap(pd.read_csv(input.table), params.models,
                                 f"Cross-dataset median SRCC, {params.backbone}", params.style)
@@ -93,7 +93,7 @@ def plot_cross(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def report_benchmarks(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.evaluate import benchmark_table
+    from qfm_iqm.evaluation.evaluate import benchmark_table
 
     table = benchmark_table(params.folder, params.rules)
     write_csv(table, output.table)

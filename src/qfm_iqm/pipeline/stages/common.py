@@ -9,11 +9,11 @@ from typing import Any
 
 import pandas as pd
 
-from qfm_iqm import splits
-from qfm_iqm.config import resolve_weights
+from qfm_iqm.data import splits
 from qfm_iqm.data.meta import read_meta
-from qfm_iqm.feature_cache import FeatureSet, reads_activations
+from qfm_iqm.features.cache import FeatureSet, reads_activations
 from qfm_iqm.method.memory import StudentMemory, student_memory
+from qfm_iqm.pipeline.config import resolve_weights
 
 
 def split_part(meta: str, table: str | None, split: int | str, part: str) -> pd.DataFrame:

@@ -10,17 +10,17 @@ from types import SimpleNamespace as NS
 import pandas as pd
 
 from qfm_iqm.data.meta import read_meta
-from qfm_iqm.feature_cache import FeatureSet, model_input
+from qfm_iqm.features.cache import FeatureSet, model_input
 from qfm_iqm.io import write_csv, write_text
-from qfm_iqm.stages import stage
-from qfm_iqm.stages.common import activations, labelled, split_part
+from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.common import activations, labelled, split_part
 
 log = logging.getLogger(__name__)
 
 
 @stage
 def evaluate_split(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import evaluate
+    from qfm_iqm.evaluation import evaluate
     from qfm_iqm.method.checkpoint import load_model
 
     split = int(params.split)
@@ -41,7 +41,7 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def summarize(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import evaluate
+    from qfm_iqm.evaluation import evaluate
 
     per_split = pd.concat([pd.read_csv(p) for p in input.metrics], ignore_index=True)
     summary = evaluate.summarise(per_split, params.reference, params.test_fraction, params.family, **params.bootstrap)
@@ -56,7 +56,7 @@ def summarize(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def claims(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import claims
+    from qfm_iqm.evaluation import claims
 
     def joined(paths: list[str]) -> pd.DataFrame:
         return pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in paths], ignore_index=True)
@@ -73,7 +73,7 @@ def claims(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def evaluate_cross(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import evaluate
+    from qfm_iqm.evaluation import evaluate
     from qfm_iqm.method.checkpoint import load_model
 
     split = int(params.split)
@@ -86,7 +86,7 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
               if name not in ("ridge", "finetune")}
     finetuned = None
     if "finetune" in params.models:
-        from qfm_iqm.features import CropRecipe
+        from qfm_iqm.features.extract import CropRecipe
         from qfm_iqm.method import finetune
 
         finetuned = finetune.predict(finetune.load(input.finetune), rows, CropRecipe(**params.crops), params.batch_size,
@@ -101,7 +101,7 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def summarize_cross(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import evaluate
+    from qfm_iqm.evaluation import evaluate
 
     cross = [pd.read_csv(p).assign(train=Path(p).parents[2].name, test=Path(p).parents[1].name) for p in input.metrics]
     within = [pd.read_csv(p).assign(train=Path(p).parent.name, test=Path(p).parent.name) for p in input.within]
@@ -115,8 +115,8 @@ def summarize_cross(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
+    from qfm_iqm.evaluation.sensitivity import sweep
     from qfm_iqm.method.checkpoint import load_model
-    from qfm_iqm.sensitivity import sweep
 
     students = {(Path(p).parents[1].name, Path(p).stem): p for p in input.students}  # (split<k>, variant)
     tables = []
@@ -136,7 +136,7 @@ def sensitivity_sweep(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def compare_with_paper(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm import comparison
+    from qfm_iqm.evaluation import comparison
 
     cfg = params.comparison
     summaries = {run["name"]: pd.read_csv(path) for run, path in zip(params.runs, input.summaries, strict=True)}

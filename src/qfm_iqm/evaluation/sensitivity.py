@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from qfm_iqm import pairs
+from qfm_iqm.method import pairs
 from qfm_iqm.method.model import QualityModel
 
 

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
-from qfm_iqm.feature_cache import FeatureSet
+from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, data_config
+from qfm_iqm.features.cache import FeatureSet
+from qfm_iqm.features.loader import DataWait, default_workers, prepared_batches
+from qfm_iqm.features.precision import autocast
 from qfm_iqm.io import InputError, read_rgb
-from qfm_iqm.loader import DataWait, default_workers, prepared_batches
-from qfm_iqm.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Describer:
     crops (``prepare``, a ``Preprocess`` with timm's ``pixels`` config), through ``module`` (``forward``),
     as (crops, dim) rows of ``dtype``, the dtype the pipeline caches them in; with the recipe's global view the
     whole image's row (one forward pass at its native resolution) is joined to every crop's. ``precision``
-    ``bf16`` runs ``module`` under bfloat16 autocast (``qfm_iqm.precision``)."""
+    ``bf16`` runs ``module`` under bfloat16 autocast (``qfm_iqm.features.precision``)."""
 
     def __init__(self, module: torch.nn.Module, pixels: dict, recipe: CropRecipe, channels_last: bool = True,
                  device: str = "cpu", dtype: np.dtype = np.float32, *, precision: str) -> None:

@@ -6,13 +6,13 @@ from types import SimpleNamespace as NS
 
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.io import write_json
-from qfm_iqm.stages import stage
-from qfm_iqm.stages.common import weights
+from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.common import weights
 
 
 @stage
 def extract_features(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.features import CropRecipe, extract
+    from qfm_iqm.features.extract import CropRecipe, extract
 
     meta = read_meta(input.meta, ["image_id", "path"])
     cfg = params.backbone
@@ -24,7 +24,7 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def extract_activations(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.features import CropRecipe
+    from qfm_iqm.features.extract import CropRecipe
     from qfm_iqm.method.partial import extract_activations as extract
 
     meta = read_meta(input.meta, ["image_id", "path"])

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from qfm_iqm import provenance
-from qfm_iqm.config import ConfigError
-from qfm_iqm.devices import check_device
+from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, write_json
-from qfm_iqm.stages import STAGES
+from qfm_iqm.pipeline import provenance
+from qfm_iqm.pipeline.config import ConfigError
+from qfm_iqm.pipeline.stages import STAGES
 
 
 def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, threads: int = 1,
@@ -26,7 +26,7 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
     input is present or not: ``hasattr``). Every ``device`` in its params is checked first (``check_device``,
     where the job runs). Bad input (InputError, ConfigError) ends the job with a one-line message naming the
     culprit, on the console and in the log; any other error keeps its traceback in the log. A job with a
-    ``provenance`` output gets its provenance record there (``qfm_iqm.provenance``).
+    ``provenance`` output gets its provenance record there (``qfm_iqm.pipeline.provenance``).
     """
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # read by torch when a stage imports it
     with open(log_path, "w") as log_file, contextlib.redirect_stderr(log_file):

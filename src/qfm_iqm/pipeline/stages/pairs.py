@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace as NS
 
-from qfm_iqm import pairs, splits
+from qfm_iqm.data import splits
 from qfm_iqm.io import write_csv, write_json
-from qfm_iqm.method import memory
-from qfm_iqm.stages import stage
-from qfm_iqm.stages.common import labelled
+from qfm_iqm.method import memory, pairs
+from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.common import labelled
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from qfm_iqm import evaluate
+from qfm_iqm.evaluation import evaluate
 from qfm_iqm.method.diagnostics import nuisance_experiment
 
 COLUMNS = ["claim", "comparison", "measure", "splits", "effect", "ci_low", "ci_high", "test", "p", "p_holm", "mde",

@@ -80,7 +80,7 @@ def push(workdir: Path, remote: str | None = None, allow_restricted: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m qfm_iqm.versioning", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m qfm_iqm.pipeline.versioning", description=__doc__)
     parser.add_argument("command", choices=["track", "push"])
     parser.add_argument("-d", "--directory", type=Path, default=Path("."), help="the run's working directory")
     parser.add_argument("-r", "--remote", help="DVC remote (default: the default remote)")

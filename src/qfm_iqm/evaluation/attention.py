@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from qfm_iqm.backbone import MultiScaleDescriptor, create_backbone, data_config
-from qfm_iqm.features import CropRecipe
+from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, data_config
+from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.io import read_rgb
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import BackboneBottom

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from types import SimpleNamespace as NS
 
-from qfm_iqm import splits
+from qfm_iqm.data import splits
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.io import write_csv, write_json, write_text
-from qfm_iqm.stages import STAGES, stage
+from qfm_iqm.pipeline.stages import STAGES, stage
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ DEMO_LICENCE = ("sample photos shipped in scikit-image, scikit-learn and matplot
 
 @stage
 def convert_weights(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.weights import convert_package_weights
+    from qfm_iqm.features.weights import convert_package_weights
 
     digest = convert_package_weights(params.backbone, output.weights)
     write_text(f"{digest}  {output.weights}\n", output.sha256)

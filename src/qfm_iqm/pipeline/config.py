@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"  # in a checkout
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"  # in a checkout
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,1 @@
+"""Evaluation: metrics and sensitivity of trained models, the claims table, the paper comparison, figures."""

@@ -1,0 +1,1 @@
+"""Features: backbone weights and models, crops and multi-scale descriptors, the input pipeline, the feature cache."""
