@@ -25,11 +25,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests/workflow"), str(REPO / "tests/deploy")]
 
-from conftest import write_image  # noqa: E402
-from test_faults import LABELS, _rows, bomb_png, labels_workdir  # noqa: E402
-from test_faults_scoring import deny_folder, failing_write  # noqa: E402
+from conftest import bomb_png, write_image  # noqa: E402
+from test_cli import deny_folder, failing_write  # noqa: E402
+from test_faults import LABELS, _rows, labels_workdir  # noqa: E402
 from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config  # noqa: E402
 
 from qfm_iqm import load_model  # noqa: E402

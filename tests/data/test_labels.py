@@ -12,6 +12,7 @@ import pytest
 from conftest import write_image
 from dataset_fixtures import make_fixture
 
+from qfm_iqm.data import registry
 from qfm_iqm.data.kadid10k import prepare_kadid10k
 from qfm_iqm.data.koniq10k import LABELS as KONIQ_LABELS
 from qfm_iqm.data.koniq10k import prepare_koniq10k
@@ -111,3 +112,27 @@ def test_published_kind_with_empty_label_file_names_it(tmp_path: Path) -> None:
     (root / "dmos.csv").write_text("")
     with exactly(f"{root / 'dmos.csv'}: empty file (no header, no rows)"):
         prepare_kadid10k(root, 30)
+
+
+def test_labels_folder_prepares_scores(labelled_folder: Path, tmp_path: Path) -> None:
+    meta = registry.prepare("labels", tmp_path / "out/meta.csv", labels=labelled_folder / "labels.csv",
+                   images=labelled_folder / "images", image_column="name", score_column="mos",
+                   higher_is_better=False)
+    assert meta["score_raw"].tolist() == [5, 15, 25, 35, 45, 55]
+    assert meta["score"].tolist()[0] == 1.0 and meta["score"].tolist()[-1] == 0.0  # DMOS flipped
+    assert (tmp_path / "out/meta.csv").is_file()
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda d: (d / "labels.csv").write_text("name,mos\nimg0.png,5\nimg1.png,good\n"),
+     r"labels.csv, row 3: score 'good' in column 'mos' is not a number"),
+    (lambda d: (d / "images/img3.png").unlink(), r"image not found: .*img3.png"),
+])
+def test_labels_folder_bad_input_names_the_culprit(labelled_folder: Path, tmp_path: Path, breakage,
+                                                   message: str) -> None:
+    breakage(labelled_folder)
+    out = tmp_path / "out/meta.csv"
+    with pytest.raises(InputError, match=message):
+        registry.prepare("labels", out, labels=labelled_folder / "labels.csv", images=labelled_folder / "images",
+                image_column="name", score_column="mos", higher_is_better=True)
+    assert not out.exists()

@@ -8,7 +8,6 @@ import datetime
 import hashlib
 import io
 import logging
-import multiprocessing
 import re
 import shutil
 import struct
@@ -26,8 +25,7 @@ from file_server import FileServer
 
 from qfm_iqm.data.download import ManualDownloadRequired, acquire, extract, fetch
 from qfm_iqm.data.lock import DigestLock
-from qfm_iqm.data.plan import plan_text
-from qfm_iqm.data.registry import KINDS, PUBLISHED
+from qfm_iqm.data.registry import KINDS
 from qfm_iqm.data.sources import DatasetSource, RemoteFile
 from qfm_iqm.io import InputError
 
@@ -437,26 +435,6 @@ def test_a_config_pin_that_contradicts_the_lock_is_an_error(server: FileServer, 
     assert sha(b"x") in str(err.value) and sha(made["images.zip"]) in str(err.value) and "toy/images.zip" in str(err.value)
 
 
-def _record(path: str, name: str) -> None:
-    DigestLock(path).record("toy", name, sha(name.encode()), len(name), None)
-
-
-def test_concurrent_jobs_each_add_their_entry(tmp_path: Path) -> None:
-    path = str(tmp_path / "datasets.lock.yaml")
-    names = [f"file{i}.zip" for i in range(8)]
-    with multiprocessing.get_context("fork").Pool(8) as pool:
-        pool.starmap(_record, [(path, n) for n in names])
-    lock = DigestLock(path)
-    assert {n: lock.get("toy", n).sha256 for n in names} == {n: sha(n.encode()) for n in names}
-    assert [p.name for p in tmp_path.iterdir()] == ["datasets.lock.yaml"]  # no temporary file left
-
-
-def test_a_malformed_lock_file_is_named(tmp_path: Path) -> None:
-    (tmp_path / "datasets.lock.yaml").write_text("toy: [not, a, mapping]\n")
-    with pytest.raises(InputError, match="datasets.lock.yaml"):
-        DigestLock(tmp_path / "datasets.lock.yaml").get("toy", "images.zip")
-
-
 def test_progress_goes_to_a_log_as_lines_with_size_and_rate(server: FileServer, tmp_path: Path) -> None:
     server.files["a.bin"] = PAYLOAD
     log = io.StringIO()
@@ -467,31 +445,7 @@ def test_progress_goes_to_a_log_as_lines_with_size_and_rate(server: FileServer, 
     assert re.search(r"a\.bin: 100%.*1\.00M/1\.00M \[.*B/s\]", text.splitlines()[-1])
 
 
-# --- the plan --------------------------------------------------------------------------------------------------
-
-
-def test_the_plan_of_the_eight_datasets() -> None:
-    todo = [(kind, kind, KINDS[kind].source) for kind in PUBLISHED]
-    text = plan_text(todo, DigestLock("absent/datasets.lock.yaml"), "tofu")
-    rows = {line.split()[0]: line for line in text.splitlines()[2:]}
-    for kind in ("koniq10k", "kadid10k", "csiq", "tid2013", "livec"):
-        assert rows[kind].endswith("  yes"), rows[kind]
-    for kind in ("live", "spaq", "livefb"):
-        assert rows[kind].endswith("no, by hand (below)"), rows[kind]
-        assert f"  {kind}: {KINDS[kind].source.how_to_obtain}" in text
-    assert "3.07 GB" in rows["kadid10k"] and "unknown" in rows["spaq"]
-    known = sum(f.size or 0 for kind in PUBLISHED for f in KINDS[kind].source.files)
-    assert f"{known / 1e9:.2f} GB+" in rows["total"]
-    assert "size not published: spaq/SPAQ.zip, livefb/FLIVE_Database-master.zip" in text
-    strict = plan_text(todo, DigestLock("absent/datasets.lock.yaml"), "strict")
-    assert "yes" not in strict.replace("one command?", "")
-
-
-def test_the_plan_uses_the_locked_sizes(tmp_path: Path) -> None:
-    lock = DigestLock(tmp_path / "datasets.lock.yaml")
-    lock.record("kadid10k", "kadid10k.zip", sha(b"k"), 2_500_000_000, None)
-    text = plan_text([("kadid", "kadid10k", KINDS["kadid10k"].source)], lock, "strict")
-    assert "2.50 GB" in text.splitlines()[2] and text.splitlines()[2].endswith("yes")
+# --- datasets that need a person ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["live", "spaq", "livefb"])

@@ -1,0 +1,72 @@
+"""The quality model: the semantic noise, each head's own keys, standardisation of the features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qfm_iqm.method.checkpoint import load_model
+from qfm_iqm.method.model import QualityModel
+
+
+def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None:
+    model = QualityModel(6, head="mlp", hidden=8, dropout=0.0, gate=True).eval()
+    x, partner = torch.randn(4, 6), torch.randn(4, 6)
+    with torch.no_grad():
+        assert torch.allclose(model(x, noise=partner, eps=0.0), model(x))
+        assert not torch.allclose(model(x, noise=partner, eps=0.3), model(x))
+
+
+def test_a_head_takes_its_own_keys_and_checkpoints_that_recorded_every_key_still_load(tmp_path) -> None:
+    with pytest.raises(TypeError, match="heads"):
+        QualityModel(6, head="mlp", heads=4)  # the decoder's key: an error, not swallowed
+    with pytest.raises(TypeError, match="depth"):
+        QualityModel(6, head="decoder", tokens=3, heads=2, query="learned")  # the config fills it in, a caller gives it
+    model = QualityModel(6, head="mlp", hidden=8)
+    assert "heads" not in model.spec
+    old = {**model.spec, "heads": 4, "depth": 1, "query": "learned"}  # what checkpoints recorded for every head
+    torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").spec == model.spec
+
+
+def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> None:
+    """Channels constant on the training features standardise to 0, near-constant ones get the std floor, and
+    values outside the training range are clipped; the old 1e-6 clamp gave z-scores of ~1e6 here."""
+    rng = np.random.default_rng(0)
+    train_x = rng.normal(size=(20, 3, 6))  # images x crops x channels, channels last (pooled or token features)
+    train_x[..., 0] = 0.0  # a dead unit on the training part
+    train_x[..., 1] = 1e-4 * rng.normal(size=(20, 3))  # nearly constant
+    model = QualityModel(6, head="linear", dropout=0.0)
+    model.fit_normaliser(torch.from_numpy(train_x))
+    test_x = torch.from_numpy(rng.normal(size=(5, 3, 6)) * 50).float()  # every channel active, far out of range
+    z = model.standardise(test_x)
+    assert torch.isfinite(z).all() and (z[..., 0] == 0).all()
+    train_z = model.standardise(torch.from_numpy(train_x).float())
+    assert z.abs().max() <= train_z.abs().max() + 1e-5  # no test value beyond what the head saw in training
+    assert train_z[..., 1].abs().max() < 1e-2  # floored at 0.1 x the median std, not blown up to unit scale
+    assert torch.isfinite(model(test_x, noise=test_x.flip(0), eps=0.3)).all()
+    trained = QualityModel(6)
+    trained.fit_normaliser(torch.from_numpy(train_x), frozen=False)  # fine-tune mode: features move
+    z = trained.standardise(test_x)
+    assert torch.isfinite(z).all() and z.abs().max() > train_z.abs().max()  # not clipped
+    assert (z[..., 0] != 0).all()  # a dead unit may come alive: floored, not clipped to 0
+    typical = np.median(train_x.reshape(-1, 6).std(0, ddof=1)[1:])  # the median std of the varying channels
+    assert float(trained.std[0]) == pytest.approx(0.1 * typical, rel=1e-5)
+
+
+@pytest.mark.parametrize("query", ["pooled", "learned"])
+def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None:
+    model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, heads=2, depth=1, query=query).eval()
+    x, partner = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
+    model.fit_normaliser(torch.randn(50, 3, 4) * 2 + 1, frozen=False)
+    z, zp = model.standardise(x), model.standardise(partner)
+    with torch.no_grad():
+        assert torch.allclose(model(x, partner, 0.3), model.head(z + 0.3 * zp).squeeze(-1))
+        assert torch.allclose(model(x, partner, 0.3, "mix"), model.head(0.7 * z + 0.3 * zp).squeeze(-1))
+        # a partner axis (k partners per sample) is averaged after standardisation
+        two = torch.stack([partner, -partner], 1)
+        assert torch.allclose(model(x, two, 0.3), model.head(z + 0.3 * model.standardise(two).mean(1)).squeeze(-1),
+                              atol=1e-6)
+    with pytest.raises(KeyError, match="unknown noise form"):
+        model(x, partner, 0.3, "subtract")
