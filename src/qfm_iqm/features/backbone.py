@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -18,6 +17,7 @@ def create_backbone(name: str, weights: str | Path) -> nn.Module:
     ``weights`` is ``"hub"`` (timm's pretrained download), ``"none"`` (random init, for tests
     of plumbing only) or the path of a state dict in timm layout, loaded strictly.
     """
+    import timm  # imports torchvision and torch._dynamo (seconds): only jobs that build a backbone pay for it
     if not timm.is_model(name):
         raise InputError(f"unknown timm backbone {name!r}")
     model = timm.create_model(name, pretrained=str(weights) == "hub")
@@ -31,6 +31,7 @@ def create_backbone(name: str, weights: str | Path) -> nn.Module:
 
 def data_config(model: nn.Module) -> dict:
     """timm's preprocessing config (mean, std, interpolation) for ``model``."""
+    import timm
     return timm.data.resolve_model_data_config(model)
 
 

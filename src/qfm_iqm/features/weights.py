@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import timm
 import torch
 
 from qfm_iqm.io import InputError, atomic_path, sha256sum
@@ -70,6 +69,7 @@ def convert_package_weights(model_name: str, out: str | Path) -> str:
 
     Returns the SHA-256 of the written file.
     """
+    import timm
     src = package_checkpoint(model_name)
     source = torch.load(src, map_location="cpu", weights_only=True)
     model = timm.create_model(model_name, pretrained=False)
