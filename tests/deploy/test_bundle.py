@@ -18,25 +18,24 @@ from qfm_iqm.io import InputError, sha256sum
 
 
 @pytest.mark.slow  # the tiny workflow run makes the bundle
-def test_the_workflow_bundles_the_full_student_trained_on_every_image(tiny_run: Path, tiny_bundle: Path) -> None:
-    b = Bundle.open(tiny_bundle)
-    assert sorted(p.name for p in tiny_bundle.glob("[!.]*")) == ["MODEL.md", "bundle.json", "model.pt"]
-    assert sha256sum(tiny_bundle / "model.pt") == sha256sum(tiny_run / "results/tiny/splitall/students/full.pt")
+def test_the_workflow_bundles_the_full_student_trained_on_every_image(tiny_run: Path, workflow_bundle: Path) -> None:
+    b = Bundle.open(workflow_bundle)
+    assert sorted(p.name for p in workflow_bundle.glob("[!.]*")) == ["MODEL.md", "bundle.json", "model.pt"]
+    assert sha256sum(workflow_bundle / "model.pt") == sha256sum(tiny_run / "results/tiny/splitall/students/full.pt")
     assert json.loads((tiny_run / "results/tiny/splitall/students/full.json").read_text())["labelled_images"] == \
         len(pd.read_csv(tiny_run / "data/tiny/meta.csv")) == b.info["dataset"]["images"]
     assert b.info["backbone"]["weights"] == "package" and len(b.info["backbone"]["sha256"]) == 64
     assert b.info["crops"] == {"n": 2, "size": 64, "seed": 0, "global_view": False}
     assert b.info["settings"]["student"]["arch"]["hidden"] == 16
     assert "L_sens = |pred(noisy) - pred(clean)| with gradients through both predictions, weight 0.5." in \
-        (tiny_bundle / "MODEL.md").read_text()  # the card says which loss trained the model
+        (workflow_bundle / "MODEL.md").read_text()  # the card says which loss trained the model
     summary = pd.read_csv(tiny_run / "results/tiny/summary.csv").set_index("model")
     metrics = {m["model"]: m for m in b.info["metrics"]}
     assert metrics["full"]["srcc_median"] == pytest.approx(summary.loc["full", "srcc_median"])
     card = b.card()
-    assert f"`{sha256sum(tiny_bundle / 'model.pt')}`" in card and "## Limits" in card and "## Intended use" in card
+    assert f"`{sha256sum(workflow_bundle / 'model.pt')}`" in card and "## Limits" in card and "## Intended use" in card
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_other_backbone_weights_are_refused_naming_both_digests(bundle_copy: Path) -> None:
     info = json.loads((bundle_copy / "bundle.json").read_text())
     recorded, info["backbone"]["sha256"] = info["backbone"]["sha256"], "0" * 64
@@ -46,7 +45,6 @@ def test_other_backbone_weights_are_refused_naming_both_digests(bundle_copy: Pat
         load_model(bundle_copy)
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_missing_or_altered_bundle_file_is_named(bundle_copy: Path, tiny_bundle: Path) -> None:
     (bundle_copy / "MODEL.md").write_text("edited")
     with pytest.raises(InputError, match="MODEL.md: SHA-256 .* does not match"):
@@ -60,7 +58,6 @@ def test_a_missing_or_altered_bundle_file_is_named(bundle_copy: Path, tiny_bundl
         Bundle.open(bundle_copy)
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_random_backbone_makes_no_bundle() -> None:
     with pytest.raises(InputError, match="backbone.weights: 'none'"):
         bundle.weights_kind("none")

@@ -186,7 +186,6 @@ def test_a_broken_yaml_config_names_its_file_line_and_column(tmp_path: Path, cap
 
 # -- the tiny run's model: a messy folder, globs, JSON, usage errors, the model card -----------------------------------
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_folder_with_bad_files_scores_every_image_and_exits_non_zero(tiny_bundle: Path, messy_folder: Path) -> None:
     out = messy_folder.parent / "scores.csv"
     proc = subprocess.run([QFM_IQM, "score", str(messy_folder), "--model", str(tiny_bundle), "-o", str(out)],
@@ -202,7 +201,6 @@ def test_a_folder_with_bad_files_scores_every_image_and_exits_non_zero(tiny_bund
     assert "scored 3 of 6 files" in proc.stderr and "score: 100%" in proc.stderr  # the progress bar is on stderr
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_recursive_globs_and_json_output(tiny_bundle: Path, messy_folder: Path) -> None:
     out = messy_folder.parent / "scores.json"
     code = cli.main(["score", str(messy_folder / "**" / "*.png"), str(messy_folder / "ok0.jpg"), "--recursive",
@@ -212,7 +210,6 @@ def test_recursive_globs_and_json_output(tiny_bundle: Path, messy_folder: Path) 
     assert code == 1 and rows[0]["error"] == "" and rows[1]["score"] is None
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_every_image_fine_exits_zero_and_matches_the_api(tiny_bundle: Path, messy_folder: Path, capsys) -> None:
     files = sorted(messy_folder.glob("ok*.jpg"))
     assert cli.main(["score", *map(str, files), "--model", str(tiny_bundle), "-q"]) == 0
@@ -220,7 +217,6 @@ def test_every_image_fine_exits_zero_and_matches_the_api(tiny_bundle: Path, mess
     np.testing.assert_allclose(table["score"], load_model(tiny_bundle, compile="off")(files), rtol=1e-12)
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 @pytest.mark.parametrize("args, message", [
     (["score", "x.jpg", "--model", "no_such_model"], "unknown model 'no_such_model'"),
     (["score", "x.jpg", "--model", "{bundle}", "-o", "scores.xlsx"], "--output scores.xlsx: name a .csv or .json"),
@@ -236,7 +232,6 @@ def test_model_and_usage_errors_are_one_line_and_exit_2(args: list[str], message
     assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_info_prints_the_model_card_and_help_names_every_option(tiny_bundle: Path) -> None:
     proc = subprocess.run([QFM_IQM, "info", str(tiny_bundle)], capture_output=True, text=True, check=True)
     assert proc.stdout == (tiny_bundle / "MODEL.md").read_text()

@@ -30,7 +30,7 @@ def scorer(tiny_bundle: Path) -> Scorer:
 
 # -- the API: the pipeline's predictions, the training scale, in-memory images -----------------------------------------
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
+@pytest.mark.slow  # compares with the tiny workflow run's predictions
 def test_api_predictions_equal_the_pipelines_for_the_same_model_and_images(tiny_run: Path, tmp_path: Path) -> None:
     scorer = load_model(export_split_bundle(tiny_run, "tiny", "split0/students/full.pt", tmp_path / "split0"),
                         compile="off")
@@ -41,7 +41,6 @@ def test_api_predictions_equal_the_pipelines_for_the_same_model_and_images(tiny_
     np.testing.assert_allclose(unit, np.clip(preds["full"], 0, 1), atol=1e-5)
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_scores_map_to_the_training_scale(scorer: Scorer, bundle_copy: Path, tmp_path: Path) -> None:
     path = write_image(tmp_path / "a.png", (90, 70))
     scale = scorer.bundle.info["scale"]
@@ -54,7 +53,6 @@ def test_scores_map_to_the_training_scale(scorer: Scorer, bundle_copy: Path, tmp
     assert load_model(bundle_copy, compile="off")(path) == pytest.approx(30.0 - unit * 20.0)
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_copy_under_another_name_scores_the_same(scorer: Scorer, tmp_path: Path) -> None:
     a = write_image(tmp_path / "a.png", (90, 70), seed=3)
     b = Path(shutil.copyfile(a, tmp_path / "other_name.png"))
@@ -62,7 +60,6 @@ def test_a_copy_under_another_name_scores_the_same(scorer: Scorer, tmp_path: Pat
     assert content_id(Image.open(a).convert("RGB")) != content_id(Image.new("RGB", (90, 70)))
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_paths_pil_arrays_and_tensors_one_or_a_batch_score_alike(scorer: Scorer, tmp_path: Path) -> None:
     path = write_image(tmp_path / "a.png", (90, 70), seed=4)
     rgb = np.array(Image.open(path).convert("RGB"))
@@ -76,7 +73,6 @@ def test_paths_pil_arrays_and_tensors_one_or_a_batch_score_alike(scorer: Scorer,
     assert scorer(tensor[None].repeat(3, 1, 1, 1), scale="raw") == pytest.approx([want] * 3, abs=1e-6)
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((4, 5, 2), np.uint8), r"\(H, W\) or \(H, W, 1\|3\|4\)"),
     (np.full((4, 5, 3), 2.0), r"values in \[0, 1\]"),
@@ -107,7 +103,6 @@ def _rgb_of(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_grey_rgba_palette_and_16_bit_pngs_score_as_their_rgb_pixels(scorer: Scorer, tmp_path: Path) -> None:
     rgb = Image.fromarray(photo_array())
     grey = rgb.convert("L")
@@ -122,7 +117,6 @@ def test_grey_rgba_palette_and_16_bit_pngs_score_as_their_rgb_pixels(scorer: Sco
     assert Image.open(tmp_path / "grey16.png").mode.startswith("I")
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_cmyk_jpeg_scores_as_pillows_rgb_conversion(scorer: Scorer, tmp_path: Path) -> None:
     Image.fromarray(photo_array()).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
     decoded = Image.open(tmp_path / "cmyk.jpg")
@@ -130,7 +124,6 @@ def test_a_cmyk_jpeg_scores_as_pillows_rgb_conversion(scorer: Scorer, tmp_path: 
     assert scorer(tmp_path / "cmyk.jpg", scale="raw") == scorer(_rgb_of(decoded), scale="raw")
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_exif_orientation_is_applied(scorer: Scorer, tmp_path: Path) -> None:
     upright = photo_array(size=(72, 96))  # portrait
     exif = Image.Exif()
@@ -139,13 +132,11 @@ def test_exif_orientation_is_applied(scorer: Scorer, tmp_path: Path) -> None:
     assert scorer(tmp_path / "rotated.png", scale="raw") == scorer(upright, scale="raw")
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_an_image_smaller_than_a_crop_is_upscaled_not_refused(scorer: Scorer, tmp_path: Path) -> None:
     tiny = write_image(tmp_path / "tiny.png", (20, 12))
     assert np.isfinite(scorer(tiny)) and np.isfinite(scorer(np.zeros((1, 1, 3), np.uint8)))
 
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_very_large_image_is_scored_in_bounded_memory(tiny_bundle: Path, tmp_path: Path) -> None:
     """8000 x 6000 photos stream through in a few hundred MB: only the decoded image and its crops are held. The
     peak counts the decoding worker process too (``RUSAGE_CHILDREN``: its largest child)."""
@@ -173,7 +164,6 @@ def test_a_very_large_image_is_scored_in_bounded_memory(tiny_bundle: Path, tmp_p
 
 # -- the compiler ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_a_failing_compiler_falls_back_to_eager(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     paths = [write_image(tmp_path / f"{i}.png", (90, 70), seed=i) for i in range(5)]
     want = load_model(tiny_bundle, compile="off")(paths, scale="raw")
@@ -192,7 +182,6 @@ def test_a_failing_compiler_falls_back_to_eager(tiny_bundle: Path, tmp_path: Pat
 
 # -- files decoded in worker processes ---------------------------------------------------------------------------------
 
-@pytest.mark.slow  # the tiny workflow run makes the bundle
 def test_streamed_files_score_alike_whatever_the_decoding_workers(scorer: Scorer, messy_folder: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Files are decoded in worker processes (the extraction's input pipeline); the results, a bad file's error in
