@@ -184,8 +184,9 @@ def test_a_broken_yaml_config_names_its_file_line_and_column(tmp_path: Path, cap
     assert _one_error_line(capsys.readouterr().err).startswith(f"qfm-iqm: error: config file {broken}, line 4")
 
 
-# -- the tiny run's model: a messy folder, globs, JSON, usage errors, the model card -----------------------------------
+# -- the tiny bundle made in-process: a messy folder, globs, JSON, usage errors, the model card ------------------------
 
+@pytest.mark.slow  # runs the qfm-iqm command in a new process: torch, the model, a decoding worker (4-6 s)
 def test_a_folder_with_bad_files_scores_every_image_and_exits_non_zero(tiny_bundle: Path, messy_folder: Path) -> None:
     out = messy_folder.parent / "scores.csv"
     proc = subprocess.run([QFM_IQM, "score", str(messy_folder), "--model", str(tiny_bundle), "-o", str(out)],
@@ -217,6 +218,7 @@ def test_every_image_fine_exits_zero_and_matches_the_api(tiny_bundle: Path, mess
     np.testing.assert_allclose(table["score"], load_model(tiny_bundle, compile="off")(files), rtol=1e-12)
 
 
+@pytest.mark.slow  # runs the qfm-iqm command in a new process each, which imports torch (2-3 s each)
 @pytest.mark.parametrize("args, message", [
     (["score", "x.jpg", "--model", "no_such_model"], "unknown model 'no_such_model'"),
     (["score", "x.jpg", "--model", "{bundle}", "-o", "scores.xlsx"], "--output scores.xlsx: name a .csv or .json"),
@@ -232,6 +234,7 @@ def test_model_and_usage_errors_are_one_line_and_exit_2(args: list[str], message
     assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # runs the qfm-iqm command in two new processes, which import torch (2-3.5 s)
 def test_info_prints_the_model_card_and_help_names_every_option(tiny_bundle: Path) -> None:
     proc = subprocess.run([QFM_IQM, "info", str(tiny_bundle)], capture_output=True, text=True, check=True)
     assert proc.stdout == (tiny_bundle / "MODEL.md").read_text()

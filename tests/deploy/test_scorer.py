@@ -1,5 +1,6 @@
-"""The scorer behind ``qfm_iqm.load_model``, on the tiny run's model: the pipeline's predictions, the training
-scale, every kind of in-memory image, messy files, bounded memory, the compiler's fallback."""
+"""The scorer behind ``qfm_iqm.load_model``, on the tiny bundle made in-process (``conftest.tiny_bundle``) and
+the tiny run's model: the pipeline's predictions, the training scale, every kind of in-memory image, messy files,
+bounded memory, the compiler's fallback."""
 
 from __future__ import annotations
 
@@ -137,6 +138,7 @@ def test_an_image_smaller_than_a_crop_is_upscaled_not_refused(scorer: Scorer, tm
     assert np.isfinite(scorer(tiny)) and np.isfinite(scorer(np.zeros((1, 1, 3), np.uint8)))
 
 
+@pytest.mark.slow  # writes three 48 Mpx JPEGs and scores them in two new processes (10-20 s)
 def test_a_very_large_image_is_scored_in_bounded_memory(tiny_bundle: Path, tmp_path: Path) -> None:
     """8000 x 6000 photos stream through in a few hundred MB: only the decoded image and its crops are held. The
     peak counts the decoding worker process too (``RUSAGE_CHILDREN``: its largest child)."""
