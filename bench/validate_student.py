@@ -89,6 +89,19 @@ def student_run(caches: Caches, student: dict, partial: dict, pairs_cfg: dict, i
     return fit(caches, student["arch"], partial, cfg, pd.Series(ids), y, **extra)
 
 
+class Dataset:
+    """What a bench over one built dataset reads: its caches, table, splits and pooled labelled and pool features."""
+
+    def __init__(self, config: dict, dataset: str | None) -> None:
+        self.name = dataset or config["run"][0]
+        self.caches = Caches(config, self.name)
+        self.meta = read_meta(f"data/{self.name}/meta.csv")
+        self.splits = pd.read_csv(f"results/{self.name}/splits.csv", dtype={"image_id": str})
+        pooled = {"head": "mlp"}
+        self.labelled = self.caches.get(pooled, config["partial"], "labelled")
+        self.pool = self.caches.get(pooled, config["partial"], "pool")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=["config/livec.yaml"])
@@ -100,12 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = merged_config(args.configfile)
-    ds = args.dataset or config["run"][0]
-    caches = Caches(config, ds)
-    meta = read_meta(f"data/{ds}/meta.csv")
-    table = pd.read_csv(f"results/{ds}/splits.csv", dtype={"image_id": str})
-    pooled = {"head": "mlp"}
-    labelled, pool = caches.get(pooled, config["partial"], "labelled"), caches.get(pooled, config["partial"], "pool")
+    data = Dataset(config, args.dataset)
+    caches, meta, table, labelled, pool = data.caches, data.meta, data.splits, data.labelled, data.pool
     pool_ids = caches.pool_meta["image_id"]
     settings = {}
     for spec in args.setting or ["default="]:

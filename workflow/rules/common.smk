@@ -11,7 +11,7 @@ from qfm_iqm.features.cache import cache_dir, crops_tag
 from qfm_iqm.pipeline.provenance import requested_devices
 from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
                              resolve_weights, split_variants, validate)
-from qfm_iqm.method.memory import uses_pool
+from qfm_iqm.method.memory import WITH_POOL, uses_pool
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -206,7 +206,7 @@ def pool_inputs(wildcards):
 
 def mining_inputs(wildcards):
     """The pool and its teacher labels when the memory bank includes them."""
-    return pool_inputs(wildcards) if wildcards.memory == "train_pool" else {}
+    return pool_inputs(wildcards) if wildcards.memory == WITH_POOL else {}
 
 
 def student_inputs(wildcards):

@@ -20,11 +20,12 @@ from qfm_iqm.method import pairs
 from qfm_iqm.pipeline.config import matching_on
 
 POOL_PREFIX = "pool/"
+WITH_POOL = "train_pool"  # the `student.matching.memory` whose bank holds the teacher-labelled pool
 
 
 def pool_in_memory(student: dict) -> bool:
     """Whether a student config's memory bank holds the teacher-labelled pool (matching on, ``memory: train_pool``)."""
-    return matching_on(student) and student["matching"]["memory"] == "train_pool"
+    return matching_on(student) and student["matching"]["memory"] == WITH_POOL
 
 
 def uses_pool(student: dict) -> bool:
@@ -123,13 +124,13 @@ class StudentMemory:
 def student_memory(train_ids: np.ndarray, memory: str | None, pool_labels: str | Path | None = None,
                    pool_features: str | Path | None = None, mined: str | Path | None = None) -> StudentMemory:
     """The ``StudentMemory`` of a student of the training images ``train_ids``, from the workflow's files: the pool's
-    labels and features (``read_pool``), which join the bank with ``memory`` "train_pool", and the mined pairs
+    labels and features (``read_pool``), which join the bank with ``memory`` ``WITH_POOL``, and the mined pairs
     (``mine_partners``' table); each when given."""
     labels = features = None
     bank = train_ids
     if pool_labels is not None:
         labels, features = read_pool(pool_labels, pool_features)
-        if memory == "train_pool":
+        if memory == WITH_POOL:
             bank = bank_ids(train_ids, labels["image_id"])
     partners = None
     if mined is not None:

@@ -29,7 +29,7 @@ def pair_observation(input: NS, output: NS, params: NS) -> None:
 def mine_pairs(input: NS, output: NS, params: NS) -> None:
     rows, feats = labelled(input, splits.parse_split(params.split), "train")
     pool = {}
-    if params.memory == "train_pool":
+    if params.memory == memory.WITH_POOL:
         labels, pool_feats = memory.read_pool(input.pool_labels, input.pool_features)
         pool = {"pool_ids": labels["image_id"], "pool_score": labels["teacher_score"].to_numpy(),
                 "pool_semantic": pool_feats.semantic()}
