@@ -26,6 +26,7 @@ state_acquisition_plan()
 
 onstart:
     check_job_devices()
+    check_hub_backbones()
 
 
 rule all:

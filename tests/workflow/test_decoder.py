@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from workflow_helpers import export_split_bundle, scheduled_jobs, snakemake, split_images, tiny_config, write_config
+from workflow_helpers import (
+    copy_run,
+    export_split_bundle,
+    scheduled_jobs,
+    snakemake,
+    split_images,
+    tiny_config,
+    write_config,
+)
 
 DS = "tiny"
 CACHE = "results/tiny/activations/tf_efficientnet_lite0/c2s64r0/b6"
@@ -27,8 +35,10 @@ pytestmark = pytest.mark.slow  # the module runs the tiny workflow with decoder 
 
 
 @pytest.fixture(scope="module")
-def decoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("decoder")
+def decoder_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run, copied, then run again with a decoder variant: only what the decoder changes runs (its
+    activation cache, its students, the evaluation and what follows), as for a user who adds one."""
+    workdir = copy_run(tiny_run, tmp_path_factory.mktemp("decoder") / "run")
     snakemake(workdir, write_config(workdir, decoder_config()))
     return workdir
 

@@ -149,6 +149,20 @@ def test_a_device_torch_cannot_use_stops_the_run_before_any_job(device: str, lin
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # Snakemake builds the DAG
+def test_offline_hub_weights_stop_the_run_before_any_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    config = tiny_config()
+    config["backbone"].update(name="vit_tiny_patch16_224", weights="hub")
+    proc = snakemake(tmp_path / "run", write_config(tmp_path / "run", config), check=False)
+    line = ("backbone.weights 'hub': timm's pretrained weights of vit_tiny_patch16_224 are not cached here and cannot "
+            "be downloaded (the hub did not answer: OfflineModeIsEnabled); set backbone.weights to a state dict saved "
+            "from timm (.pth or .safetensors), or run once with network access so that they are cached")
+    assert proc.returncode != 0 and line in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "run/data").exists() and not (tmp_path / "run/results").exists()
+
+
 def test_a_job_on_a_machine_without_its_device_stops_with_one_line(tmp_path: Path, capfd) -> None:
     """Where the run starts is not always where jobs run (a cluster): each job checks its devices first."""
     if torch.cuda.is_available():

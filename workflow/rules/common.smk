@@ -81,6 +81,19 @@ def check_job_devices():
         check_device(name, f"config key '{key}'")
 
 
+def check_hub_backbones():
+    """When a run that executes its jobs here starts (never in a dry run): a job still to run that builds a backbone
+    from timm's hub finds its weights cached or the hub reachable, else the run stops before any job with one line
+    that names the model and the ways out (``check_hub_weights``). Jobs on a cluster check where they run."""
+    if not workflow.local_exec:
+        return
+    from qfm_iqm.features.backbone import check_hub_weights  # imports torch: only runs that start pay for it
+
+    for name in {p["backbone"]["name"] for p in (dict(job.params.items()) for job in workflow.dag.needrun_jobs())
+                 if isinstance(p.get("backbone"), dict) and p["backbone"].get("weights") == "hub"}:
+        check_hub_weights(name)
+
+
 def dataset_root(name):
     """Where a published dataset's official layout is: the configured root, or under data/<name>/raw."""
     cfg = DATASETS[name]

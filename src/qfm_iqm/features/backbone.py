@@ -10,23 +10,61 @@ from torch import nn
 from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import InputError
 
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a Hugging Face repository
+
 
 def create_backbone(name: str, weights: str | Path) -> nn.Module:
     """A timm model in eval mode.
 
-    ``weights`` is ``"hub"`` (timm's pretrained download), ``"none"`` (random init, for tests
-    of plumbing only) or the path of a state dict in timm layout, loaded strictly.
+    ``weights`` is ``"hub"`` (timm's pretrained download, checked first: ``check_hub_weights``), ``"none"`` (random
+    init, for tests of plumbing only) or the path of a state dict in timm layout (``read_state_dict``), loaded strictly.
     """
     import timm  # imports torchvision and torch._dynamo (seconds): only jobs that build a backbone pay for it
     if not timm.is_model(name):
         raise InputError(f"unknown timm backbone {name!r}")
+    if str(weights) == "hub":
+        check_hub_weights(name)
     model = timm.create_model(name, pretrained=str(weights) == "hub")
     if str(weights) not in ("hub", "none"):
         path = Path(weights)
         if not path.is_file():
             raise InputError(f"backbone weights not found: {path}")
-        load_strict(model, torch.load(path, map_location="cpu", weights_only=True), str(path))
+        load_strict(model, read_state_dict(path), str(path))
     return model.eval()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict saved from timm: a ``.safetensors`` file, or a torch file (``.pth``, ``.pt``, ``.bin``)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except SafetensorError as err:
+            raise InputError(f"backbone weights {path} are not a readable safetensors file: {err}") from err
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_hub_weights(name: str) -> None:
+    """InputError, one line naming ``name`` and the two ways out, unless timm's pretrained weights of ``name``
+    are in the local Hugging Face cache or the hub answers (weights timm fetches from a plain URL are not checked)."""
+    import timm
+    from huggingface_hub import file_exists, try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = cfg.hf_hub_id if cfg is not None else None
+    if not repo or any(isinstance(try_to_load_from_cache(repo, f), str) for f in HUB_FILES):
+        return
+    try:
+        if any(file_exists(repo, f) for f in HUB_FILES):
+            return
+        reason = f"{repo} holds none of {', '.join(HUB_FILES)}"
+    except Exception as err:  # noqa: BLE001 - offline mode, no network, a proxy: the client's errors vary by version
+        reason = f"the hub did not answer: {type(err).__name__}"
+    raise InputError(f"backbone.weights 'hub': timm's pretrained weights of {name} are not cached here and cannot be "
+                     f"downloaded ({reason}); set backbone.weights to a state dict saved from timm (.pth or "
+                     f".safetensors), or run once with network access so that they are cached")
 
 
 def data_config(model: nn.Module) -> dict:
