@@ -3,8 +3,8 @@
 For each split of a dataset whose features and splits the workflow has already built, ``--repeats`` carve-outs
 (a ``--fraction`` of the training part's references each) become validation data. Ridge, and per setting the
 teacher, the baseline student and the full student, are trained on the rest and scored on the carve-out.
-A setting is a list of ``teacher.<...>=value`` / ``student.<...>=value`` overrides (YAML values); this chose the
-demo's heads (docs/results.md, "The demo"):
+A setting is a list of ``teacher.<...>=value`` / ``student.<...>=value`` overrides (YAML values); the baseline is the
+config's ablation reference, a student variant. This chose the demo's heads (docs/results.md, "The demo"):
 
     python bench/demo_heads.py --setting "e20h128=teacher.train.epochs=20,student.train.epochs=20,\\
         teacher.arch.hidden=128,student.arch.hidden=128" --setting "e60=teacher.train.epochs=60,student.train.epochs=60"
@@ -24,30 +24,20 @@ from validate_student import Dataset, fit, merged_config, student_run
 from qfm_iqm.data import splits
 from qfm_iqm.evaluation.evaluate import ridge_floor
 from qfm_iqm.method import train
-
-BASELINE = {"arch": {"gate": False}, "distillation": {"kd_weight": 0.0},
-            "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
+from qfm_iqm.pipeline.config import resolve_variants
 
 
 def with_overrides(config: dict, spec: str) -> dict:
-    """``{"teacher": ..., "student": ...}`` of ``config`` with the overrides ``key=value,key=value`` applied."""
-    heads = copy.deepcopy({"teacher": config["teacher"], "student": config["student"]})
+    """A copy of ``config`` with the overrides ``key=value,key=value`` (``teacher.<...>``, ``student.<...>``) applied."""
+    config = copy.deepcopy(config)
     for item in filter(None, spec.split(",")):
         key, value = item.split("=", 1)
         *path, last = key.split(".")
-        section = heads
+        section = config
         for p in path:
             section = section[p]
         section[last] = yaml.safe_load(value)
-    return heads
-
-
-def merged(base: dict, overrides: dict) -> dict:
-    """``base`` updated recursively by ``overrides`` (as an ablation variant updates the student)."""
-    out = copy.deepcopy(base)
-    for k, v in overrides.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) else v
-    return out
+    return config
 
 
 def main() -> None:
@@ -76,12 +66,13 @@ def main() -> None:
             scored = {"ridge": ridge_floor(labelled.subset(fit_rows["image_id"]).features, y, x_val,
                                            config["evaluation"]["ridge_alphas"])}
             semantic = labelled.subset(fit_rows["image_id"]).semantic()
-            for name, heads in settings.items():
-                teacher = fit(caches, heads["teacher"]["arch"], partial, heads["teacher"]["train"],
-                              fit_rows["image_id"], y)
+            for name, cfg in settings.items():
+                teacher = fit(caches, cfg["teacher"]["arch"], partial, cfg["teacher"]["train"], fit_rows["image_id"], y)
                 scored[f"{name}/teacher"] = train.predict(teacher, x_val)
                 y_pool = train.predict_crops(teacher, pool.features)
-                for model, student in [("baseline", merged(heads["student"], BASELINE)), ("full", heads["student"])]:
+                reference = cfg["ablation"]["reference"]  # the config's own baseline variant, and the full student
+                students = resolve_variants({**cfg, "ablation": {**cfg["ablation"], "run": [reference]}})
+                for model, student in students.items():
                     trained = student_run(caches, student, partial, config["pairs"], fit_rows["image_id"], y, y_pool,
                                           caches.pool_meta["image_id"], semantic, pool.semantic())
                     scored[f"{name}/{model}"] = train.predict(trained, x_val)
