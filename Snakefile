@@ -22,6 +22,7 @@ include: "workflow/rules/deploy.smk"
 
 
 state_acquisition_plan()
+state_finetune_plan()
 
 
 onstart:

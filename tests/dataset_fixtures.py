@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,18 +41,26 @@ def iqa_table(kind: str) -> pd.DataFrame:
 
 
 class Images:
-    """Creates image files as hard links to one tiny image per extension (kept in ``<root>/.tiny``)."""
+    """Creates image files as hard links to one tiny image per extension (kept in ``<root>/.tiny``), or, ``distinct``,
+    one 48 x 40 random texture per file (seeded by its name), for runs whose models must tell the images apart."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, distinct: bool = False) -> None:
         self.cache = root / ".tiny"
         self.cache.mkdir(parents=True, exist_ok=True)
+        self.distinct = distinct
 
     def __call__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.distinct:
+            rng = np.random.default_rng(zlib.crc32(path.name.encode()))
+            coarse = Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)).resize((48, 40), Image.BICUBIC)
+            noise = rng.normal(0, rng.uniform(0, 60), (40, 48, 3))
+            Image.fromarray(np.clip(np.asarray(coarse) + noise, 0, 255).astype(np.uint8)).save(path)
+            return
         src = self.cache / f"tiny{path.suffix.lower()}"
         if not src.exists():
             rng = np.random.default_rng(len(path.suffix))
             Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(src)
-        path.parent.mkdir(parents=True, exist_ok=True)
         os.link(src, path)
 
     def many(self, folder: Path, names) -> None:
@@ -227,11 +236,12 @@ BUILDERS: dict[str, Callable[[Path, bool, Images, np.random.Generator], None]] =
 }
 
 
-def make_fixture(kind: str, root: Path, full: bool = False) -> Path:
-    """Write a stand-in for dataset ``kind`` below ``root``; return its dataset root (official subdir)."""
+def make_fixture(kind: str, root: Path, full: bool = False, distinct: bool = False) -> Path:
+    """Write a stand-in for dataset ``kind`` below ``root``; return its dataset root (official subdir). ``distinct``:
+    every image a different texture (``Images``)."""
     if kind not in BUILDERS:
         raise KeyError(f"no fixture for {kind!r}; known: {list(BUILDERS)}")
     dataset_root = Path(root) / SUBDIR.get(kind, "")
     dataset_root.mkdir(parents=True, exist_ok=True)
-    BUILDERS[kind](dataset_root, full, Images(Path(root)), np.random.default_rng(sum(map(ord, kind))))
+    BUILDERS[kind](dataset_root, full, Images(Path(root), distinct), np.random.default_rng(sum(map(ord, kind))))
     return dataset_root

@@ -43,6 +43,26 @@ def test_metrics_summary_and_ridge() -> None:
     assert evaluate.metrics(y[150:], pred)["srcc"] > 0.8
 
 
+def test_fine_tuned_models_are_tested_against_the_fine_tuned_baseline() -> None:
+    """The fine-tuned models' own reference: their rows get the ``*_vs_finetune_baseline`` tests and summary.md a second
+    table, while every model keeps its test against the ablation's reference."""
+    base = pd.DataFrame({"model": "baseline", "split": range(6), "srcc": np.linspace(0.5, 0.7, 6), "plcc": 0.6,
+                         "krcc": 0.5, "rmse": 0.1})
+    runs = pd.concat([base, base.assign(model="full", srcc=base["srcc"] + 0.01),
+                      base.assign(model="finetune_baseline", srcc=base["srcc"] + 0.1),
+                      base.assign(model="finetune", srcc=base["srcc"] + 0.13)])
+    summary = evaluate.summarise(runs, "baseline", 0.2, ["full"], resamples=200)
+    summary = evaluate.summarise_finetuned(summary, runs, "finetune_baseline", ["finetune"], 0.2, resamples=200)
+    tests = summary.set_index("model")
+    assert tests.loc["finetune", "srcc_diff_vs_finetune_baseline"] == pytest.approx(0.03)
+    assert tests.loc["finetune", "srcc_diff_vs_baseline"] == pytest.approx(0.13)
+    assert tests["srcc_diff_vs_finetune_baseline"].notna().sum() == 1  # the frozen students are not in that family
+    table = evaluate.to_markdown(summary, "t", "baseline", "finetune_baseline")
+    against = table.split("## Against finetune_baseline")[1]
+    assert "| finetune | SRCC | +0.0300 [" in against and "| full |" not in against
+    assert "| full | SRCC | +0.0100 [" in table.split("## Against baseline")[1]
+
+
 def test_corrected_resampled_t_test_allows_for_overlapping_training_parts() -> None:
     d = np.array([0.01, 0.02, 0.03, 0.04, 0.05])
     # Nadeau and Bengio: var (1/J + n_test/n_train) s^2, here (1/5 + 0.2/0.8); t = 0.03 / 0.010607 = 2.828 on 4 df

@@ -94,7 +94,7 @@ def test_finetune_trains_the_backbone_with_every_loss_term(lite0: Path, tmp_path
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_finetune_trains_a_decoder_over_the_whole_backbone(lite0: Path, tmp_path: Path) -> None:
+def test_finetune_trains_a_decoder_over_the_top_from_its_block(lite0: Path, tmp_path: Path) -> None:
     train = table(tmp_path, "t", range(6), np.linspace(0, 3, 6), "score")
     arch = {**ARCH, "head": "decoder", "hidden": 16, "heads": 2, "depth": 1, "query": "learned"}
     cfg = replace(CFG, epochs=2, kd_weight=0.0, from_block=6)
@@ -102,8 +102,9 @@ def test_finetune_trains_a_decoder_over_the_whole_backbone(lite0: Path, tmp_path
     assert (history[["loss_adv", "loss_sens", "loss_clean"]] > 0).all().all()
     assert model.quality.spec["head"] == "decoder" and model.quality.spec["partial"]["from_block"] == 6
     pretrained = torch.load(lite0, weights_only=True)
-    assert not torch.equal(model.descriptor.stem[0].weight, pretrained["conv_stem.weight"])  # the bottom trains
-    assert not torch.equal(model.quality.top.head[0].weight, pretrained["conv_head.weight"])  # and the top
+    assert torch.equal(model.descriptor.stem[0].weight, pretrained["conv_stem.weight"])  # below the block: frozen
+    assert torch.equal(model.descriptor.blocks[5][0].conv_pw.weight, pretrained["blocks.5.0.conv_pw.weight"])
+    assert not torch.equal(model.quality.top.head[0].weight, pretrained["conv_head.weight"])  # the top trains
     recipe = CropRecipe(n=2, size=64, seed=0)
     scores = predict(model, train, recipe, batch_size=8)
     save(model, tmp_path / "ft.pt", BACKBONE)
@@ -125,3 +126,39 @@ def test_fine_tune_settings_are_the_students_with_the_finetune_section_over_them
     train = table(tmp_path, "t", range(2), np.array([0.0, 1.0]), "score")
     with pytest.raises(ValueError, match="crops_per_epoch: fine-tuning draws its crops at random"):
         finetune(BACKBONE, "none", ARCH, replace(cfg, crops_per_epoch=0), train)
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised ``test_vit`` (160 px crops, width 64, 6 blocks) saved as a state dict in timm layout."""
+    from qfm_iqm.features.backbone import create_backbone
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("vit") / "test_vit.pth"
+    torch.save(create_backbone(VIT, "none").state_dict(), out)
+    return out
+
+
+VIT = "test_vit"
+VIT_ARCH = {**ARCH, "head": "decoder", "hidden": 32, "dropout": 0.0, "heads": 2, "depth": 1, "query": "cls"}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("from_block", [0, 3])
+def test_finetune_trains_the_deiqt_decoder_over_vit_tokens(tiny_vit: Path, tmp_path: Path, from_block: int) -> None:
+    """The ViT's tokens, class token first, feed the decoder with the CLS query; partner tokens are the noise; the
+    encoder trains from ``from_block`` (0: the embedding too) and the rest stays as loaded."""
+    train = table(tmp_path, "t", range(6), np.linspace(0, 3, 6), "score")
+    cfg = replace(CFG, epochs=2, kd_weight=0.0, crop=160, from_block=from_block)
+    model, history = finetune(VIT, tiny_vit, VIT_ARCH, cfg, train, np.arange(6)[::-1].copy())
+    assert (history[["loss_adv", "loss_sens", "loss_clean"]] > 0).all().all()
+    spec = model.quality.spec
+    assert spec["query"] == "cls" and spec["tokens"] == 101 and spec["in_dim"] == 64  # 10 x 10 patches + CLS
+    loaded = torch.load(tiny_vit, weights_only=True)
+    embedding = model.descriptor.vit.patch_embed.proj.weight
+    assert torch.equal(embedding, loaded["patch_embed.proj.weight"]) == (from_block > 0)
+    assert not torch.equal(model.quality.top.blocks[-1].mlp.fc2.weight, loaded["blocks.5.mlp.fc2.weight"])
+    recipe = CropRecipe(n=1, size=160, seed=0)
+    scores = predict(model, train, recipe, batch_size=4)
+    save(model, tmp_path / "ft.pt", VIT)
+    np.testing.assert_allclose(predict(load(tmp_path / "ft.pt"), train, recipe, batch_size=4), scores, atol=1e-6)

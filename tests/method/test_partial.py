@@ -15,7 +15,7 @@ from qfm_iqm.io import InputError
 from qfm_iqm.method import train
 from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, model_for
+from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, cut, model_for
 
 BACKBONE = "tf_efficientnet_lite0"
 PARTIAL = {"from_block": 6, "top_lr_scale": 0.1}
@@ -164,3 +164,40 @@ def test_bf16_partial_fine_tune_stays_within_tolerance_of_fp32(backbone: torch.n
     assert not np.array_equal(preds["fp32"], preds["bf16"])  # bf16 really ran
     assert stats.spearmanr(preds["fp32"], preds["bf16"])[0] >= 0.99
     assert np.abs(preds["fp32"] - preds["bf16"]).max() <= 0.02
+
+
+@pytest.mark.parametrize("from_block", [0, 4])
+def test_a_vit_is_cut_into_embedding_and_top_that_give_its_tokens(from_block: int) -> None:
+    torch.manual_seed(0)
+    whole = create_backbone("test_vit", "none")
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        expected = whole.forward_features(x)
+        bottom, top = cut(whole, from_block)
+        packed = bottom(x)
+        tokens = top(packed.reshape(2, *top.input_shape(packed.shape[1])))
+    assert bottom.early_size == 0 and top.cls_first and len(top.blocks) == 6 - from_block
+    torch.testing.assert_close(tokens, expected)
+    with pytest.raises(InputError, match="0..5"):
+        cut(create_backbone("test_vit", "none"), 6)
+    with pytest.raises(InputError, match="1..6"):
+        cut(create_backbone(BACKBONE, "none"), 0)  # a CNN's early token needs a stage below the cut
+
+
+def test_the_cls_query_needs_a_class_token(backbone: torch.nn.Module) -> None:
+    with pytest.raises(InputError, match="query 'cls'.*tf_efficientnet_lite0 has none"):
+        model_for({**ARCH, "query": "cls"}, _packed(backbone), BACKBONE, "none", PARTIAL)
+
+
+def test_cached_vit_tokens_train_under_the_cls_query() -> None:
+    """The partial path on a ViT: cached bottom tokens, a trained top, the decoder's CLS query, partner noise."""
+    torch.manual_seed(0)
+    bottom, _ = cut(create_backbone("test_vit", "none"), 4)
+    with torch.no_grad():
+        packed = bottom(torch.randn(6, 3, 160, 160)).numpy().reshape(3, 2, -1).astype(np.float16)
+    feats = FeatureSet(np.array(["a", "b", "c"]), packed, [ACTIVATION, EARLY], [packed.shape[-1], 0])
+    model = model_for({**ARCH, "query": "cls"}, feats, "test_vit", "none", {"from_block": 4, "top_lr_scale": 0.1})
+    x = torch.from_numpy(packed).float()
+    assert model.tokens(x).shape == (3, 2, 101, 64) and len(model.top.blocks) == 2
+    clean, noisy = model(x), model(x, noise=x.flip(0), eps=0.5, form="mix")
+    assert clean.shape == (3, 2) and not torch.allclose(clean, noisy)

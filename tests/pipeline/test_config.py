@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, merge_config
 
 from qfm_iqm.data.distortions import DISTORTIONS
 from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
@@ -20,8 +20,11 @@ from qfm_iqm.pipeline.config import (
     ConfigError,
     check_cross_dataset,
     check_splits,
+    finetuned_reference,
+    finetuned_variants,
     resolve_variants,
     schema_default,
+    split_finetuned,
     validate,
 )
 
@@ -32,17 +35,10 @@ def _default() -> dict:
     return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-def _update(base: dict, new: dict) -> dict:
-    """Recursive update, as Snakemake merges config files."""
-    for k, v in new.items():
-        base[k] = _update(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return base
-
-
 def _shipped(*overrides: str) -> dict:
     config = _default()
     for name in overrides:
-        _update(config, yaml.safe_load((REPO / "config" / name).read_text()))
+        merge_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
     return config
 
 
@@ -55,7 +51,7 @@ def test_shipped_configs_are_valid(overrides: list[str]) -> None:
     variants = resolve_variants(config, SCHEMA)
     assert set(variants) >= {"full", "baseline"}
     check_splits(config["datasets"])
-    check_cross_dataset(config, variants)
+    check_cross_dataset(config, variants, finetuned_variants(config, SCHEMA))
 
 
 def test_paper_config_covers_the_eight_datasets_in_fine_tune_mode() -> None:
@@ -64,6 +60,34 @@ def test_paper_config_covers_the_eight_datasets_in_fine_tune_mode() -> None:
     assert {config["datasets"][name]["kind"] for name in config["run"]} == set(PUBLISHED)
     assert all(config["datasets"][name]["n_splits"] == 10 for name in config["run"])
     assert config["finetune"]["enabled"] and config["backbone"]["name"].startswith("deit3_small_patch16_224")
+
+
+def test_paper_config_fine_tunes_the_deiqt_decoder_and_its_baseline() -> None:
+    """DEIQT's decoder over ViT-S tokens (d_model 384, 6 heads, one layer, CLS query) fine-tuned from block 0, for
+    the full model and every variant; the baseline keeps the decoder but drops the gate: it is the DEIQT row."""
+    config = _shipped("paper.yaml")
+    finetuned = finetuned_variants(config, SCHEMA)
+    assert list(finetuned) == ["finetune", "finetune_baseline", "finetune_gate", "finetune_matching",
+                               "finetune_distillation"]
+    deiqt = {"head": "decoder", "hidden": 384, "heads": 6, "depth": 1, "query": "cls"}
+    assert all(finetuned[m]["arch"].items() >= deiqt.items() for m in finetuned)
+    assert finetuned["finetune"]["arch"]["gate"] and not finetuned["finetune_baseline"]["arch"]["gate"]
+    assert finetuned["finetune_baseline"]["matching"]["sens_weight"] == 0 == finetuned["finetune_baseline"][
+        "distillation"]["kd_weight"]
+    assert finetuned_reference(config, finetuned) == "finetune_baseline" and config["partial"]["from_block"] == 0
+    assert resolve_variants(config, SCHEMA)["full"]["arch"]["head"] == "mlp"  # the frozen students stay pooled
+    assert split_finetuned(config, finetuned, 9) == list(finetuned)  # every split
+    config["ablation"]["splits"] = 2
+    assert split_finetuned(config, finetuned, 9) == ["finetune", "finetune_baseline"]
+
+
+def test_fine_tuned_variants_are_checked() -> None:
+    config = _shipped("paper.yaml")
+    config["finetune"]["variants"] = ["full", "random_partner"]
+    with pytest.raises(ConfigError, match=re.escape("config key 'finetune.variants': 'random_partner' is neither")):
+        finetuned_variants(config, SCHEMA)
+    config["finetune"].update(enabled=False)
+    assert finetuned_variants(config, SCHEMA) == {}
 
 
 @pytest.mark.parametrize("change, message", [

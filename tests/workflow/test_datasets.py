@@ -32,7 +32,13 @@ def test_paper_dry_run_shows_the_whole_dag_without_data(tmp_path: Path) -> None:
     assert jobs["prepare_resized_dataset"] == 2  # KonIQ-10k at 512x384, SPAQ at a 512 short side
     assert jobs["make_splits"] == n_datasets
     assert jobs["extract_features"] == 2 * n_datasets  # labelled set and expansion pool
-    assert jobs["finetune_student"] == jobs["evaluate_split"] == n_datasets * n_splits
+    assert jobs["evaluate_split"] == n_datasets * n_splits
+    assert jobs["finetune_student"] == n_datasets * n_splits * n_students  # full and the variants, DEIQT's baseline too
+    for name in ("finetune", "finetune_baseline"):  # each fine-tuned model's jobs and GPU memory, up front
+        assert re.search(rf"^  {name} +80 jobs, \d+ images with gradients per step, about \d+\.\d GiB of GPU memory each$",
+                         proc.stderr, re.MULTILINE), name
+    for name in ("finetune", "finetune_baseline"):
+        assert f"results/livec/split9/{name}/model.pt" in proc.stdout
     assert jobs["train_teacher"] == n_datasets * (n_splits + 1)  # and each dataset's final model on every image
     assert jobs["train_student"] == n_datasets * (n_splits * n_students + 1)
     assert jobs["export_model"] == n_datasets

@@ -9,8 +9,9 @@ from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.features.cache import cache_dir, crops_tag
 from qfm_iqm.pipeline.provenance import requested_devices
-from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, matching_on, resolve_variants,
-                             resolve_weights, split_variants, validate)
+from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, finetuned_reference,
+                                     finetuned_variants, matching_on, resolve_variants, resolve_weights,
+                                     split_finetuned, split_variants, validate)
 from qfm_iqm.method.memory import WITH_POOL, uses_pool
 
 
@@ -27,12 +28,16 @@ wildcard_constraints:
 
 # Student variants: "full" (the student section) and the ablation's overrides of it.
 VARIANTS = resolve_variants(config, SCHEMA)
+# Fine-tune mode's students: model name ("finetune", "finetune_<variant>") -> student config (none when it is off).
+FINETUNED = finetuned_variants(config, SCHEMA)
+FINETUNED_REFERENCE = finetuned_reference(config, FINETUNED)
+FINETUNE_TRAINING = {k: v for k, v in config["finetune"].items() if k not in ("variants", "arch")}  # what trains them
 SCATTER_MODELS = ["ridge", "teacher", "full"]
 ATTENTION_MODELS = ["baseline", "full"] if "baseline" in VARIANTS else ["full"]
 DATASETS = config["datasets"]
 CROSS = config["cross_dataset"]
 check_splits(DATASETS)
-check_cross_dataset(config, VARIANTS)
+check_cross_dataset(config, VARIANTS, FINETUNED)
 for _name, _cfg in DATASETS.items():
     if "options" in _cfg:
         data.check_options(_cfg["kind"], _cfg["options"], f"datasets.{_name}.options")
@@ -66,6 +71,25 @@ def state_acquisition_plan():
             if cfg["kind"] in data.PUBLISHED and acquired(cfg) and not os.path.exists(f"data/{name}/raw/acquired.json")]
     if todo and workflow.is_main_process:
         print(plan_text(todo, DigestLock(config["acquire"]["lock"]), config["acquire"]["policy"]), file=sys.stderr)
+
+
+def state_finetune_plan():
+    """Before any work (also in a dry run), when fine-tune mode runs on a GPU: each fine-tuned model's job count and
+    the GPU memory one of its jobs is expected to need (``gpu_memory_estimate``; Snakemake's job stats give the rest)."""
+    section = config["finetune"]
+    if not FINETUNED or section["device"] == "cpu" or not workflow.is_main_process:
+        return
+    from qfm_iqm.method.finetune import gpu_memory_estimate  # imports torch and timm: fine-tune runs only
+
+    lines = [f"Fine-tune mode on {section['device']}, one GPU per job (estimates; bench/gpu_paper_step.py measures):"]
+    for name, student in FINETUNED.items():
+        jobs = sum(name in split_finetuned(config, FINETUNED, split) for dataset in config["run"]
+                   for split in range(n_splits(dataset)))
+        images = section["batch_size"] * (2 if student["distillation"]["kd_weight"] > 0 else 1)
+        gib = gpu_memory_estimate(BACKBONE, config["crops"]["size"], images, student["train"]["precision"])
+        memory = f"about {gib:.1f} GiB of GPU memory each" if gib else "GPU memory not estimated (not a ViT)"
+        lines.append(f"  {name:<24} {jobs:>4} jobs, {images} images with gradients per step, {memory}")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def check_job_devices():
@@ -231,20 +255,27 @@ def student_inputs(wildcards):
 
 
 def finetune_inputs(wildcards):
-    """A fine-tuned student reads what the full model reads, plus the backbone weights."""
-    return {**_student_inputs(VARIANTS["full"], wildcards), "weights": backbone_weights(wildcards)}
+    """A fine-tuned student reads what its variant reads (the pool with its pooled features, the pairs), plus the
+    backbone weights."""
+    return {**_student_inputs(FINETUNED[wildcards.finetuned], wildcards, tokens=False),
+            "weights": backbone_weights(wildcards)}
+
+
+def finetuned_of(wildcards):
+    """The fine-tuned models trained on the job's split (``ablation.splits``)."""
+    return split_finetuned(config, FINETUNED, int(wildcards.split))
 
 
 def finetune_predictions(wildcards):
-    """The fine-tuned student's test predictions, when fine-tune mode is on."""
-    if config["finetune"]["enabled"]:
-        return {"finetune": f"results/{wildcards.dataset}/split{wildcards.split}/finetune/predictions.csv"}
-    return {}
+    """The test predictions of the fine-tuned models trained on the job's split (none when fine-tune mode is off)."""
+    return {"finetuned": [f"results/{wildcards.dataset}/split{wildcards.split}/{name}/predictions.csv"
+                          for name in finetuned_of(wildcards)]}
 
 
-def _student_inputs(student, wildcards):
+def _student_inputs(student, wildcards, tokens=True):
+    """The pool (its features: cached activations for a decoder on them, when ``tokens``) and the mined pairs."""
     inputs = pool_inputs(wildcards) if uses_pool(student) else {}
-    if inputs and reads_tokens(student["arch"]):
+    if inputs and tokens and reads_tokens(student["arch"]):
         inputs["pool_features"] = expand(model_cache(student["arch"], "pool"), dataset=wildcards.dataset)[0]
     if matching_on(student):
         m = student["matching"]
@@ -269,8 +300,7 @@ def cross_model_inputs(wildcards):
     inputs = {"teacher": f"{run}/teacher.pt"} if "teacher" in CROSS["models"] else {}
     students = [m for m in CROSS["models"] if m in VARIANTS]
     inputs["students"] = [f"{run}/students/{m}.pt" for m in students]
-    if "finetune" in CROSS["models"]:
-        inputs["finetune"] = f"{run}/finetune/model.pt"
+    inputs["finetuned"] = [f"{run}/{m}/model.pt" for m in CROSS["models"] if m in FINETUNED]
     return inputs
 
 

@@ -46,6 +46,8 @@ rule summarize:
         reference=config["ablation"]["reference"],
         test_fraction=config["splits"]["test_fraction"],
         family=[v for v in VARIANTS if v != config["ablation"]["reference"]],
+        finetuned_reference=FINETUNED_REFERENCE,
+        finetuned_family=[m for m in FINETUNED if m != FINETUNED_REFERENCE],
         bootstrap=config["evaluation"]["bootstrap"],
     log:
         "logs/{dataset}/summarize.log",
@@ -76,6 +78,8 @@ rule claims:
         claimed_gain=lambda wildcards: config["comparison"]["claimed_gain"].get(DATASETS[wildcards.dataset]["kind"]),
         student=config["student"],
         synthetic_seeds=config["evaluation"]["synthetic_seeds"],
+        headline=["ridge", "teacher", config["ablation"]["reference"], "full", *filter(None, [FINETUNED_REFERENCE]),
+                  "finetune"],
     log:
         "logs/{dataset}/claims.log",
     benchmark:
@@ -107,6 +111,7 @@ rule evaluate_cross:
         split="{split}",
         models=CROSS["models"],
         students=lambda wildcards: [m for m in CROSS["models"] if m in VARIANTS],
+        finetuned=[m for m in CROSS["models"] if m in FINETUNED],
         ridge_alphas=config["evaluation"]["ridge_alphas"],
         crops=config["crops"],
         batch_size=config["backbone"]["batch_size"],

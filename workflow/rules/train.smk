@@ -76,22 +76,25 @@ rule finetune_student:
         unpack(finetune_inputs),
         meta="data/{dataset}/meta.csv",
     output:
-        model="results/{dataset}/split{split}/finetune/model.pt",
-        log="results/{dataset}/split{split}/finetune/log.csv",
-        info="results/{dataset}/split{split}/finetune/info.json",
-        predictions="results/{dataset}/split{split}/finetune/predictions.csv",
-        provenance="results/{dataset}/split{split}/finetune/provenance.json",
+        model="results/{dataset}/split{split}/{finetuned}/model.pt",
+        log="results/{dataset}/split{split}/{finetuned}/log.csv",
+        info="results/{dataset}/split{split}/{finetuned}/info.json",
+        predictions="results/{dataset}/split{split}/{finetuned}/predictions.csv",
+        provenance="results/{dataset}/split{split}/{finetuned}/provenance.json",
+    wildcard_constraints:
+        finetuned="|".join(FINETUNED) or "(?!)",
     params:
         split="{split}",
-        student=VARIANTS["full"],
-        model=model_settings(VARIANTS["full"]["arch"]),
-        finetune=config["finetune"],
+        name="{finetuned}",
+        student=lambda wildcards: active_settings(FINETUNED[wildcards.finetuned]),
+        model=lambda wildcards: model_settings(FINETUNED[wildcards.finetuned]["arch"]),
+        finetune=FINETUNE_TRAINING,
         backbone=config["backbone"],
         crops=config["crops"],
     log:
-        "logs/{dataset}/split{split}/finetune_student.log",
+        "logs/{dataset}/split{split}/finetune_student_{finetuned}.log",
     benchmark:
-        "benchmarks/{dataset}/split{split}/finetune_student.tsv"
+        "benchmarks/{dataset}/split{split}/finetune_student_{finetuned}.tsv"
     threads: 4
     resources:
         mem_mb=16000,

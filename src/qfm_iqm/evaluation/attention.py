@@ -25,7 +25,7 @@ from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, dat
 from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.io import read_rgb
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.method.partial import BackboneBottom
+from qfm_iqm.method.partial import cut
 
 
 def _to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
@@ -104,11 +104,11 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
     predictions {name: score of the crop}.
     """
     net = create_backbone(backbone, weights)
-    describers = {name: BackboneBottom(net, model.spec["partial"]["from_block"]) if "partial" in model.spec
-                  else MultiScaleDescriptor(net) for name, model in models.items()}
-    for p in net.parameters():
-        p.requires_grad_(False)
     cfg = data_config(net)
+    net.requires_grad_(False)
+    describers = {name: cut(create_backbone(backbone, weights).requires_grad_(False),
+                            model.spec["partial"]["from_block"])[0] if "partial" in model.spec
+                  else MultiScaleDescriptor(net) for name, model in models.items()}
     mean, std = torch.tensor(cfg["mean"]), torch.tensor(cfg["std"])
     items = []
     for row in meta.itertuples(index=False):

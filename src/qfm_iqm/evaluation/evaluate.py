@@ -47,12 +47,12 @@ def split_metrics(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureSet, rows: pd.DataFrame,
                      feats: FeatureSet, activations: FeatureSet | None, models: dict[str, Any],
                      ridge_alphas: list[float], noise: dict,
-                     finetune: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                     finetuned: list[pd.DataFrame] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The test part of one split: its ``rows`` with their cached ``feats`` (and ``activations``, read by the
     models with a trained backbone top), after the training part's ``train_rows`` and ``train_feats``.
 
     Returns the predictions (with each image's content distance to the training part) of the ridge floor, of
-    every model in ``models`` and, when given, of the fine-tuned student (its predictions table ``finetune``);
+    every model in ``models`` and of the fine-tuned students (``finetuned``: tables of image_id and one model's column);
     their metrics; and each model's sensitivity to matched semantic noise (``qfm_iqm.evaluation.sensitivity``;
     ``noise``: tau, k_fallback, eps, large_gap).
     """
@@ -70,28 +70,30 @@ def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureS
         preds[name] = predict(model, x)
         sens.append({"model": name, **sensitivity(model, x, y, partners, noise["eps"], noise["large_gap"])})
     names = ["ridge", *models]
-    if finetune is not None:
-        preds["finetune"] = preds["image_id"].map(finetune.set_index("image_id")["finetune"])
-        names.append("finetune")
+    for table in finetuned:
+        name = table.columns.drop("image_id")[0]
+        preds[name] = preds["image_id"].map(table.set_index("image_id")[name])
+        names.append(name)
     return preds, split_metrics(preds, names).assign(split=split), pd.DataFrame(sens).assign(split=split)
 
 
 def cross_evaluation(split: int, train_rows: pd.DataFrame, train_x: np.ndarray, rows: pd.DataFrame,
                      feats: FeatureSet, activations: FeatureSet | None, names: list[str], models: dict[str, Any],
                      ridge_alphas: list[float],
-                     finetune: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     finetuned: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every image of another dataset (``rows``, cached ``feats`` and ``activations``) scored by the models
     ``names`` of one split of the training dataset, in that order: the ridge floor (fitted on the training part's
-    ``train_rows`` and features ``train_x``), the fine-tuned student (its predictions ``finetune``) and the models in
-    ``models``. Returns the predictions and their metrics."""
+    ``train_rows`` and features ``train_x``), the fine-tuned students (their predictions ``finetuned``) and the models
+    in ``models``. Returns the predictions and their metrics."""
+    finetuned = finetuned or {}
     from qfm_iqm.method.train import predict
 
     preds = rows[["image_id", "score", "score_raw"]].assign(split=split)
     for name in names:
         if name == "ridge":
             preds[name] = ridge_floor(train_x, train_rows["score"].to_numpy(), feats.features, ridge_alphas)
-        elif name == "finetune":
-            preds[name] = finetune
+        elif name in finetuned:
+            preds[name] = finetuned[name]
         else:
             preds[name] = predict(models[name], model_input(models[name], feats, activations))
     return preds, split_metrics(preds, names).assign(split=split)
@@ -216,10 +218,22 @@ def summarise(per_split: pd.DataFrame, reference: str | None = None, test_fracti
     return out.reset_index()
 
 
-def to_markdown(summary: pd.DataFrame, title: str, reference: str | None = None) -> str:
+def summarise_finetuned(summary: pd.DataFrame, per_split: pd.DataFrame, reference: str, family: list[str],
+                        test_fraction: float = 0.2, **bootstrap: Any) -> pd.DataFrame:
+    """``summary`` (``summarise``) with the paired tests of the fine-tuned models ``family`` against the fine-tuned
+    ``reference`` (columns ``*_vs_<reference>``, Holm-adjusted over ``family``; empty for the other models)."""
+    tests = summarise(per_split[per_split["model"].isin([reference, *family])], reference, test_fraction, family,
+                      **bootstrap)
+    return summary.merge(tests[["model", *(c for c in tests if c.endswith(f"_vs_{reference}"))]], on="model",
+                         how="left")
+
+
+def to_markdown(summary: pd.DataFrame, title: str, reference: str | None = None,
+                finetuned_reference: str | None = None) -> str:
     """Markdown: median (IQR) [bootstrap CI of the median] per metric and model, then, with ``reference``, each
     model's SRCC and PLCC difference from it (mean [corrected t CI], corrected, Holm and Wilcoxon p, wins, the
-    smallest detectable difference)."""
+    smallest detectable difference), and the same for the fine-tuned models against ``finetuned_reference``
+    (``summarise_finetuned``)."""
     def cell(r: pd.Series, m: str) -> str:
         text = f"{r[f'{m}_median']:.3f} ({r[f'{m}_iqr']:.3f})"
         return text + (f" [{r[f'{m}_ci_low']:.3f}, {r[f'{m}_ci_high']:.3f}]" if f"{m}_ci_low" in r else "")
@@ -228,17 +242,18 @@ def to_markdown(summary: pd.DataFrame, title: str, reference: str | None = None)
     lines = [f"# {title}", "", "| model | splits | " + " | ".join(names) + " |", "|" + "---|" * (2 + len(METRICS))]
     for _, r in summary.iterrows():
         lines.append(f"| {r['model']} | {r['splits']} | " + " | ".join(cell(r, m) for m in METRICS) + " |")
-    if reference is not None and f"srcc_diff_vs_{reference}" in summary:
+    for ref in (r for r in (reference, finetuned_reference) if r and f"srcc_diff_vs_{r}" in summary):
         legend = ("Mean difference over the splits both ran on, [95% t CI with the Nadeau-Bengio corrected variance]; "
                   "p: corrected resampled t-test, Holm-adjusted over the student variants, Wilcoxon signed-rank; wins: "
                   "splits where the model is higher; MDE: the smallest mean difference the corrected test detects with "
                   "80% power at p < 0.05 on these splits.")
-        lines += ["", f"## Against {reference}", "", legend, "",
+        lines += ["", f"## Against {ref}", "", legend, "",
                   "| model | metric | difference [CI] | p corrected | p Holm | p Wilcoxon | wins | MDE | note |",
                   "|" + "---|" * 9]
-        for _, r in summary[summary["model"] != reference].iterrows():
+        tested = (summary["model"] != ref) & summary[f"srcc_diff_vs_{ref}"].notna()
+        for _, r in summary[tested].iterrows():
             for m in ("srcc", "plcc"):
-                v = {k: r[f"{m}_{k}_vs_{reference}"] for k in ("diff", "diff_ci_low", "diff_ci_high", "p_corrected",
+                v = {k: r[f"{m}_{k}_vs_{ref}"] for k in ("diff", "diff_ci_low", "diff_ci_high", "p_corrected",
                                                                "p_holm", "p_wilcoxon", "wins", "paired", "mde",
                                                                "too_few_splits")}
                 note = f"{v['paired']} splits: Wilcoxon cannot reach p < 0.05" if v["too_few_splits"] else ""

@@ -3,7 +3,9 @@
 The loss is the frozen-feature student's (``qfm_iqm.method.train.train``):
 ``L = L_clean + adv_weight * L_adv + sens_weight * L_sens + kd_weight * L_kd``, but every step
 decodes images, takes a random crop (and horizontal flip) of each and back-propagates into the
-backbone. Partner features (the semantic noise) are computed without gradient, as if read from
+backbone. A decoder reads the tokens of the backbone's top (a ViT's, the class token first, or a CNN's;
+``qfm_iqm.method.partial.cut``) and the backbone below ``partial.from_block`` stays frozen (0: a ViT trains
+whole). Partner features (the semantic noise) are computed without gradient, as if read from
 the memory bank. BatchNorm running statistics stay frozen by default: small batches would
 corrupt them. Feature standardisation has a floor on the std (``std_floor``) and no clipping. The
 final model is kept and its output affinely calibrated on centre crops of the training images.
@@ -32,7 +34,7 @@ from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import atomic_path, read_rgb
 from qfm_iqm.method.memory import pool_bank_ids
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.method.partial import BackboneBottom, from_spec, with_top
+from qfm_iqm.method.partial import cut, from_spec, is_vit, with_top
 from qfm_iqm.method.train import (
     LOSSES,
     TrainConfig,
@@ -71,7 +73,7 @@ def student_config(student: dict, finetune: dict, crop: int, partial: dict | Non
     """The fine-tune settings of a student config: its loss settings (``qfm_iqm.pipeline.config.loss_settings``),
     then the config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size``
     and ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
-    own = {"lr" if k == "lr_head" else k: v for k, v in finetune.items() if k != "enabled"}
+    own = {"lr" if k == "lr_head" else k: v for k, v in finetune.items() if k not in ("enabled", "variants", "arch")}
     from_block = {"from_block": partial["from_block"]} if partial else {}
     return FinetuneConfig(**{**loss_settings(student), **own, **from_block}, crop=crop)
 
@@ -123,18 +125,37 @@ class FinetuneModel(nn.Module):
 def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: int | None,
                 top_lr_scale: float) -> FinetuneModel:
     """A fine-tune model over the timm backbone ``net`` (named ``name``): pooled heads read its multi-scale
-    descriptor; a decoder reads the tokens of its top from block ``from_block``, which trains at
-    ``top_lr_scale`` x the head's learning rate."""
+    descriptor; a decoder reads the tokens of its top from block ``from_block`` (``qfm_iqm.method.partial.cut``: a
+    CNN's, or a ViT's with its class token first), which trains at ``top_lr_scale`` x the head's learning rate."""
+    pixels = data_config(net)
     if arch["head"] != "decoder":
         descriptor = MultiScaleDescriptor(net)
-        return FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch), data_config(net))
+        return FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch), pixels)
     if from_block is None:
         raise ValueError("head 'decoder' trains the backbone's top from a block: give from_block (partial.from_block)")
-    bottom = BackboneBottom(net, from_block)
+    bottom, top = cut(net, from_block)
     with torch.no_grad():
         size = bottom.eval()(torch.zeros(1, 3, crop, crop)).shape[1] - bottom.early_size
-    return FinetuneModel(bottom, with_top(net, name, from_block, arch, size, bottom.early_size, top_lr_scale),
-                         data_config(net))
+    return FinetuneModel(bottom, with_top(top, name, from_block, arch, size, bottom.early_size, top_lr_scale), pixels)
+
+
+def gpu_memory_estimate(name: str, crop: int, images: int, precision: str) -> float | None:
+    """The expected peak GPU memory (GiB) of a fine-tune step of the timm ViT ``name`` with gradients through
+    ``images`` crops of ``crop`` pixels (the batch, and as many pool images with distillation): weights, gradients and
+    AdamW's two moments in fp32, the activations every block keeps for the backward pass (Korthikanti et al. 2022:
+    tokens x width x (34 + 5 x heads x tokens / width) bytes at 16 bits, twice that in fp32) and 0.5 GiB of CUDA
+    context. An estimate, not a measurement (``bench/gpu_paper_step.py`` measures it); None for other backbones."""
+    import timm
+
+    with torch.device("meta"):
+        net = timm.create_model(name, pretrained=False)
+    if not is_vit(net):
+        return None
+    tokens = (crop // net.patch_embed.patch_size[0]) * (crop // net.patch_embed.patch_size[1]) + net.num_prefix_tokens
+    width, heads = net.embed_dim, net.blocks[0].attn.num_heads
+    per_block = tokens * width * (34 + 5 * heads * tokens / width) * (1 if precision == "bf16" else 2)
+    state = 16 * sum(p.numel() for p in net.parameters())
+    return (images * len(net.blocks) * per_block + state) / 2**30 + 0.5
 
 
 def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -210,9 +231,12 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
                                      frozen=False)
     samples = len(train) * cfg.crops_per_epoch
     steps_per_epoch = -(-samples // cfg.batch_size)
-    groups = [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone, "weight_decay": cfg.weight_decay},
-              *model.quality.param_groups(cfg.lr, cfg.weight_decay)]
-    opt, sched = one_cycle(groups, cfg.epochs * steps_per_epoch)
+    bottom = [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone, "weight_decay": cfg.weight_decay}]
+    if cfg.from_block:  # a decoder over the top from a later block: the backbone below it stays frozen
+        bottom = []
+        model.descriptor.requires_grad_(False)
+    opt, sched = one_cycle([*bottom, *model.quality.param_groups(cfg.lr, cfg.weight_decay)],
+                           cfg.epochs * steps_per_epoch)
     match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
     distil = pool is not None and cfg.kd_weight > 0
     partner_of = torch.as_tensor(np.asarray(partners).reshape(len(train), -1)) if match else None
@@ -297,10 +321,12 @@ def load(path: str | Path) -> FinetuneModel:
     """The model saved at ``path`` (on CPU, eval mode), every parameter and buffer loaded strictly."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     net, spec = create_backbone(ckpt["backbone"], "none"), ckpt["spec"]
+    pixels = data_config(net)
     if "partial" in spec:
-        model = FinetuneModel(BackboneBottom(net, spec["partial"]["from_block"]), from_spec(spec), data_config(net))
+        bottom, top = cut(net, spec["partial"]["from_block"])
+        model = FinetuneModel(bottom, from_spec(spec, top), pixels)
     else:
         descriptor = MultiScaleDescriptor(net)
-        model = FinetuneModel(descriptor, QualityModel.from_spec(spec), data_config(net))
+        model = FinetuneModel(descriptor, QualityModel.from_spec(spec), pixels)
     load_strict(model, ckpt["state_dict"], str(path))
     return model.eval()

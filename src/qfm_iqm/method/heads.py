@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
+QUERIES = ("cls", "learned", "pooled")  # where the decoder's query starts
 
 
 def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -51,9 +52,10 @@ class DecoderHead(nn.Module):
     quality query cross-attends to them in ``depth`` transformer decoder layers (``heads`` attention
     heads, pre-norm); a linear layer maps the query to the score.
 
-    ``query``: "pooled" starts the query from the mean and standard deviation of the tokens, the
-    counterpart for a CNN of the ViT's CLS token that DEIQT uses as its query (a summary of the
-    whole map, here including the early-stage statistics); "learned" is one learned vector.
+    ``query``: "cls" adds the first token (a ViT's CLS token), projected, to the learned query, and the others are
+    the keys and values, as in DEIQT; "pooled" adds the mean and standard deviation of the tokens, the
+    counterpart of the CLS token for a CNN (a summary of the whole map, here including the early-stage
+    statistics); "learned" is the learned query alone.
     """
 
     def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, *, heads: int,
@@ -61,8 +63,11 @@ class DecoderHead(nn.Module):
         super().__init__()
         if tokens < 1:
             raise ValueError("head 'decoder' reads token sequences: give the number of tokens per crop")
-        if query not in ("pooled", "learned"):
-            raise KeyError(f"unknown decoder query {query!r}; known: ['learned', 'pooled']")
+        if query not in QUERIES:
+            raise KeyError(f"unknown decoder query {query!r}; known: {list(QUERIES)}")
+        if query == "cls" and tokens < 2:
+            raise ValueError("decoder query 'cls' reads the first token and attends to the others: give at least 2")
+        self.cls = query == "cls"
         self.project = nn.Linear(in_dim, hidden)
         self.position = nn.Parameter(torch.zeros(tokens, hidden))
         self.query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
@@ -76,8 +81,10 @@ class DecoderHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., tokens, in_dim) -> (..., 1)."""
         lead, x = x.shape[:-2], x.reshape(-1, *x.shape[-2:])
-        query = self.query.expand(len(x), -1, -1)
+        query, tokens = self.query.expand(len(x), -1, -1), self.project(x) + self.position
         if self.summary is not None:
             query = query + self.summary(torch.cat([x.mean(1), x.std(1)], dim=-1))[:, None]
-        query = self.decoder(query, self.project(x) + self.position)
+        if self.cls:
+            query, tokens = query + tokens[:, :1], tokens[:, 1:]
+        query = self.decoder(query, tokens)
         return self.out(self.norm(query[:, 0])).reshape(*lead, 1)

@@ -1,18 +1,20 @@
-"""Partial fine-tune: features that move, on the CPU.
+"""Partial fine-tune: features that move, on the CPU; and the cut of a backbone that fine-tune mode trains.
 
-A timm backbone is divided at block ``from_block`` (the config's ``partial.from_block``). The bottom (stem and
-``blocks[:from_block]``) runs once per crop and its output is cached in fp16 (``extract_activations``), with the
-pooled statistics (channel means and standard deviations) of the bottom's stages. The top (``blocks[from_block:]``
-and the head convolution) then trains together with the quality model on the cached activations
-(``PartialModel``), under the student's full loss (``qfm_iqm.method.train.train``). BatchNorm statistics of
-the top stay frozen.
+A timm backbone is divided at block ``from_block`` (the config's ``partial.from_block``; ``cut``). The bottom runs
+once per crop and its output is cached in fp16 (``extract_activations``). The top then trains together with the
+quality model on the cached activations (``PartialModel``), under the student's full loss
+(``qfm_iqm.method.train.train``). Two kinds of backbone are cut:
 
-The quality model reads tokens: the top's final map gives one token per spatial position, and the
-bottom's stage statistics form one more token, so that quality cues of the early stages stay
-reachable by the decoder. The two kinds occupy disjoint channels (a spatial token is its features
-followed by zeros, the early token zeros followed by the statistics), so that a mean over the
-tokens keeps them apart. A cached sample is one packed vector: the activation map (C x H x W,
-flattened) followed by the stage statistics.
+- an EfficientNet/MobileNet-style CNN: the bottom is the stem and ``blocks[:from_block]``, and its output is the
+  activation map with the pooled statistics (channel means and standard deviations) of its stages; the top is
+  ``blocks[from_block:]`` and the head convolution, its BatchNorm statistics frozen. The top's final map gives one
+  token per spatial position, and the bottom's stage statistics form one more token, so that quality cues of the
+  early stages stay reachable by the decoder. The two kinds occupy disjoint channels (a spatial token is its
+  features followed by zeros, the early token zeros followed by the statistics), so that a mean over the tokens
+  keeps them apart. A cached sample is one packed vector: the map (C x H x W, flattened), then the statistics;
+- a VisionTransformer (DEIQT's encoder): the bottom is the patch and position embedding and ``blocks[:from_block]``
+  (0: the embedding only), the top ``blocks[from_block:]`` and the final norm. The tokens are the top's, the CLS
+  token first (what the decoder's ``cls`` query reads); a cached sample is the bottom's tokens, flattened.
 """
 
 from __future__ import annotations
@@ -34,10 +36,20 @@ from qfm_iqm.method.model import STD_FLOOR, QualityModel
 ACTIVATION, EARLY = "activation", "early"  # the two blocks of a cached sample
 
 
+def is_vit(backbone: nn.Module) -> bool:
+    """Whether ``backbone`` is a timm VisionTransformer (patch embedding, class token, blocks, final norm)."""
+    return all(hasattr(backbone, name) for name in ("patch_embed", "cls_token", "blocks", "norm", "forward_features"))
+
+
 def _check_partial(backbone: nn.Module, from_block: int) -> None:
+    if is_vit(backbone):
+        if not 0 <= from_block < len(backbone.blocks):
+            raise InputError(f"partial.from_block: {from_block} is not a block index in 0..{len(backbone.blocks) - 1} "
+                             f"of {type(backbone).__name__}")
+        return
     if not all(hasattr(backbone, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
-        raise InputError(f"partial fine-tune needs a timm EfficientNet/MobileNet-style backbone (conv_stem, blocks, "
-                         f"conv_head); {type(backbone).__name__} is not one")
+        raise InputError(f"partial fine-tune needs a timm VisionTransformer or an EfficientNet/MobileNet-style "
+                         f"backbone (conv_stem, blocks, conv_head); {type(backbone).__name__} is neither")
     if not 1 <= from_block < len(backbone.blocks):
         raise InputError(f"partial.from_block: {from_block} is not a block index in 1..{len(backbone.blocks) - 1}")
 
@@ -79,6 +91,19 @@ class BackboneTop(nn.Module):
         self.head = nn.Sequential(backbone.conv_head, backbone.bn2)
         self.in_chs = next(m for m in self.blocks.modules() if isinstance(m, nn.Conv2d)).in_channels
         self.num_features = backbone.num_features
+        self.cls_first = False  # no token summarises the image
+
+    def input_shape(self, activation_size: int) -> tuple[int, ...]:
+        """The activation map (C, h, w) a cached sample's ``activation_size`` values are."""
+        side = math.isqrt(activation_size // self.in_chs)
+        if side * side * self.in_chs != activation_size:
+            raise InputError(f"cached activations of size {activation_size} are not a square map of {self.in_chs} "
+                             f"channels: were they extracted at another block?")
+        return self.in_chs, side, side
+
+    def token_count(self, activation_size: int) -> int:
+        """Spatial tokens per cached sample."""
+        return math.prod(self.input_shape(activation_size)[1:])
 
     def train(self, mode: bool = True) -> BackboneTop:
         super().train(mode)
@@ -91,14 +116,64 @@ class BackboneTop(nn.Module):
         return self.head(self.blocks(x)).flatten(2).transpose(1, 2)
 
 
+class ViTBottom(nn.Module):
+    """A VisionTransformer's embedding and ``blocks[:from_block]``: (B, 3, H, W) -> (B, tokens x width) flattened;
+    the timm model itself with its later blocks, final norm and classifier taken out (``cut``)."""
+
+    early_size = 0  # no stage statistics: the tokens carry the early blocks' output
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(x).float().flatten(1)
+
+
+class ViTTop(nn.Module):
+    """A VisionTransformer's ``blocks[from_block:]`` and final norm: (B, tokens, width) -> (B, tokens, width), the
+    class token first (``cls_first``)."""
+
+    def __init__(self, blocks: nn.Sequential, norm: nn.Module, width: int, cls_first: bool) -> None:
+        super().__init__()
+        self.blocks, self.norm = blocks, norm
+        self.num_features, self.cls_first = width, cls_first
+
+    def input_shape(self, activation_size: int) -> tuple[int, ...]:
+        """The token sequence (tokens, width) a cached sample's ``activation_size`` values are."""
+        if activation_size % self.num_features:
+            raise InputError(f"cached activations of size {activation_size} are not tokens of width "
+                             f"{self.num_features}: were they extracted from another backbone?")
+        return activation_size // self.num_features, self.num_features
+
+    def token_count(self, activation_size: int) -> int:
+        """Tokens (class token included) per cached sample."""
+        return self.input_shape(activation_size)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.blocks(x))
+
+
+def cut(backbone: nn.Module, from_block: int) -> tuple[nn.Module, nn.Module]:
+    """The bottom and top of ``backbone`` at ``from_block`` (``BackboneBottom`` and ``BackboneTop`` for a CNN, which
+    share the backbone's modules; ``ViTBottom`` and ``ViTTop`` for a VisionTransformer, which is taken apart)."""
+    _check_partial(backbone, from_block)
+    if not is_vit(backbone):
+        return BackboneBottom(backbone, from_block), BackboneTop(backbone, from_block)
+    top = ViTTop(backbone.blocks[from_block:], backbone.norm, backbone.embed_dim, backbone.cls_token is not None)
+    backbone.blocks, backbone.norm = backbone.blocks[:from_block], nn.Identity()
+    backbone.reset_classifier(0)
+    return ViTBottom(backbone), top
+
+
 def activation_describer(backbone: nn.Module, from_block: int, recipe: CropRecipe, channels_last: bool = True,
-                         device: str = "cpu", *, precision: str) -> tuple[Describer, BackboneBottom]:
+                         device: str = "cpu", *, precision: str) -> tuple[Describer, BackboneBottom | ViTBottom]:
     """The describer of packed fp16 bottom activations (what a ``PartialModel`` reads), and the bottom."""
     if recipe.global_view:
         raise InputError("crops.global_view: cached activations describe crops only; the decoder has no global view")
-    bottom = BackboneBottom(backbone, from_block)
-    return Describer(bottom, data_config(backbone), recipe, channels_last, device, np.float16,
-                     precision=precision), bottom
+    pixels = data_config(backbone)
+    bottom = cut(backbone, from_block)[0]
+    return Describer(bottom, pixels, recipe, channels_last, device, np.float16, precision=precision), bottom
 
 
 def extract_activations(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe, from_block: int,
@@ -114,32 +189,31 @@ def extract_activations(meta: pd.DataFrame, backbone: str, weights: str | Path, 
 
 
 class PartialModel(nn.Module):
-    """Trainable backbone top -> tokens (+ the early-stage token) -> ``QualityModel`` (decoder head).
+    """Trainable backbone top -> tokens (+ the early-stage token of a CNN) -> ``QualityModel`` (decoder head).
 
     ``forward`` takes packed cached samples (..., activation + early), like ``QualityModel`` takes
     features; partner samples (the semantic noise) go through the top without gradient.
     ``top_lr_scale`` is the top's learning rate relative to the head's.
     """
 
-    def __init__(self, top: BackboneTop, quality: QualityModel, activation_size: int, early_size: int,
+    def __init__(self, top: BackboneTop | ViTTop, quality: QualityModel, activation_size: int, early_size: int,
                  top_lr_scale: float = 0.1, channels_last: bool = True) -> None:
         super().__init__()
-        side = math.isqrt(activation_size // top.in_chs)
-        if side * side * top.in_chs != activation_size:
-            raise InputError(f"cached activations of size {activation_size} are not a square map of {top.in_chs} "
-                             f"channels: were they extracted at another block?")
         self.top, self.quality = top, quality
-        self.map_shape = (top.in_chs, side, side)
+        self.map_shape = top.input_shape(activation_size)
         self.early_size, self.top_lr_scale = early_size, top_lr_scale
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = torch.channels_last if channels_last and len(self.map_shape) == 3 \
+            else torch.contiguous_format
 
     def tokens(self, packed: torch.Tensor) -> torch.Tensor:
-        """(..., packed) -> (..., h*w + 1, features + early): the top's spatial tokens, then the early-stage
-        token, in disjoint channels."""
+        """(..., packed) -> (..., tokens, features + early): the top's tokens, then (a CNN's) early-stage token, in
+        disjoint channels."""
         flat = packed.reshape(-1, packed.shape[-1]).float()
         size, width = math.prod(self.map_shape), self.top.num_features
         maps = flat[:, :size].reshape(-1, *self.map_shape).contiguous(memory_format=self.memory_format)
         spatial, early = self.top(maps), flat[:, size:]
+        if not self.early_size:
+            return spatial.reshape(*packed.shape[:-1], *spatial.shape[1:])
         # filled in place: padding both kinds and concatenating them copied every token twice more
         out = spatial.new_zeros(len(flat), spatial.shape[1] + 1, width + self.early_size,
                                 dtype=torch.result_type(spatial, early))
@@ -200,12 +274,15 @@ class PartialModel(nn.Module):
                 {"params": list(self.top.parameters()), "lr": lr * self.top_lr_scale, "weight_decay": weight_decay}]
 
 
-def with_top(net: nn.Module, name: str, from_block: int, arch: dict, activation_size: int, early_size: int,
-             top_lr_scale: float) -> PartialModel:
-    """A ``PartialModel`` with a decoder of ``arch`` over the top of ``net`` (timm model ``name``) from block
-    ``from_block``, for cached samples of ``activation_size`` + ``early_size``; its ``spec`` rebuilds it."""
-    top = BackboneTop(net, from_block)
-    quality = QualityModel(top.num_features + early_size, tokens=activation_size // top.in_chs + 1, **arch)
+def with_top(top: BackboneTop | ViTTop, name: str, from_block: int, arch: dict, activation_size: int,
+             early_size: int, top_lr_scale: float) -> PartialModel:
+    """A ``PartialModel`` with a decoder of ``arch`` over ``top``, the top of timm model ``name`` from block
+    ``from_block`` (``cut``), for cached samples of ``activation_size`` + ``early_size``; its ``spec`` rebuilds it."""
+    if arch.get("query") == "cls" and not top.cls_first:
+        raise InputError(f"arch.query 'cls' reads a ViT's class token, and backbone {name} has none: use query "
+                         f"'pooled' or 'learned'")
+    tokens = top.token_count(activation_size) + (1 if early_size else 0)
+    quality = QualityModel(top.num_features + early_size, tokens=tokens, **arch)
     model = PartialModel(top, quality, activation_size, early_size, top_lr_scale)
     model.spec = {"partial": {"backbone": name, "from_block": from_block, "activation_size": activation_size,
                               "early_size": early_size, "top_lr_scale": top_lr_scale}, **quality.spec}
@@ -222,13 +299,15 @@ def model_for(arch: dict, feats: FeatureSet, backbone: str = "", weights: str | 
     if feats.block_names != [ACTIVATION, EARLY]:
         raise InputError(f"head 'decoder' reads cached activations (blocks {[ACTIVATION, EARLY]}), not "
                          f"{feats.block_names[:3]}...")
-    return with_top(create_backbone(backbone, weights), backbone, partial["from_block"], arch, *feats.block_sizes,
-                    partial["top_lr_scale"])
+    top = cut(create_backbone(backbone, weights), partial["from_block"])[1]
+    return with_top(top, backbone, partial["from_block"], arch, *feats.block_sizes, partial["top_lr_scale"])
 
 
-def from_spec(spec: dict) -> PartialModel:
-    """The (untrained) ``PartialModel`` a checkpoint's ``spec`` describes."""
+def from_spec(spec: dict, top: BackboneTop | ViTTop | None = None) -> PartialModel:
+    """The (untrained) ``PartialModel`` a checkpoint's ``spec`` describes, over ``top`` (default: a fresh one)."""
     cfg = spec["partial"]
     arch = {k: v for k, v in spec.items() if k not in ("partial", "in_dim", "tokens")}
-    return with_top(create_backbone(cfg["backbone"], "none"), cfg["backbone"], cfg["from_block"], arch,
-                    cfg["activation_size"], cfg["early_size"], cfg["top_lr_scale"])
+    if top is None:
+        top = cut(create_backbone(cfg["backbone"], "none"), cfg["from_block"])[1]
+    return with_top(top, cfg["backbone"], cfg["from_block"], arch, cfg["activation_size"], cfg["early_size"],
+                    cfg["top_lr_scale"])

@@ -160,6 +160,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> None:
 
 
 RESERVED_MODELS = ("ridge", "teacher", "full")
+FINETUNED = "finetune"  # the fine-tuned full student's model name; a fine-tuned variant's is "finetune_<variant>"
 
 
 def _patch(base: dict, patch: dict) -> dict:
@@ -178,7 +179,7 @@ def resolve_variants(config: dict, schema_path: str | Path = SCHEMA) -> dict[str
     variants = {"full": config["student"]}
     for name in config["ablation"]["run"]:
         key = f"ablation.variants.{name}"
-        if name in RESERVED_MODELS:
+        if name in RESERVED_MODELS or name.startswith(FINETUNED):
             raise ConfigError(f"config key 'ablation.run': the name '{name}' is reserved")
         if name not in config["ablation"]["variants"]:
             raise ConfigError(f"config key 'ablation.run': variant '{name}' has no entry under 'ablation.variants'")
@@ -191,6 +192,43 @@ def resolve_variants(config: dict, schema_path: str | Path = SCHEMA) -> dict[str
     if reference not in (*variants, "ridge", "teacher"):
         raise ConfigError(f"config key 'ablation.reference': '{reference}' is not a model of this run")
     return variants
+
+
+def finetuned_name(variant: str) -> str:
+    """The model name of the fine-tuned ``variant``: ``finetune`` for ``full``, else ``finetune_<variant>``."""
+    return FINETUNED if variant == "full" else f"{FINETUNED}_{variant}"
+
+
+def finetuned_variants(config: dict, schema_path: str | Path = SCHEMA) -> dict[str, dict]:
+    """The fine-tuned students of fine-tune mode (none when it is off): model name (``finetuned_name``) -> the student
+    config of each of ``finetune.variants``, as ``resolve_variants`` makes it, over ``finetune.arch`` when set (the
+    variant's own arch overrides apply on top of it: the baseline's gate stays off)."""
+    section = config["finetune"]
+    if not section["enabled"]:
+        return {}
+    arch = section.get("arch")
+    variants = resolve_variants(config if arch is None else {**config, "student": {**config["student"], "arch": arch}},
+                                schema_path)
+    for name in section["variants"]:
+        if name not in variants:
+            raise ConfigError(f"config key 'finetune.variants': '{name}' is neither 'full' nor a variant of "
+                              f"'ablation.run' ({', '.join(variants)})")
+    return {finetuned_name(name): variants[name] for name in section["variants"]}
+
+
+def split_finetuned(config: dict, finetuned: Iterable[str], split: int) -> list[str]:
+    """The fine-tuned models (``finetuned_variants``' names) trained on ``split``: those whose variant trains on it
+    (``split_variants``)."""
+    section = config["finetune"]
+    trained = set(split_variants(config, section["variants"], split))
+    return [name for name in finetuned if any(finetuned_name(v) == name for v in trained)]
+
+
+def finetuned_reference(config: dict, finetuned: Iterable[str]) -> str | None:
+    """The fine-tuned counterpart of ``ablation.reference`` when fine-tune mode trains it (the DEIQT row, for the
+    baseline), else None: the fine-tuned models are tested against it."""
+    name = finetuned_name(config["ablation"]["reference"])
+    return name if name in finetuned else None
 
 
 def split_variants(config: dict, variants: Iterable[str], split: int) -> list[str]:
@@ -238,7 +276,7 @@ def check_splits(datasets: dict) -> None:
 CROSS_DATASET_DIR = "cross_dataset"  # results/<this>/: not a dataset name
 
 
-def check_cross_dataset(config: dict, variants: dict) -> None:
+def check_cross_dataset(config: dict, variants: dict, finetuned: Iterable[str] = ()) -> None:
     """Cross-dataset pairs name configured datasets, and the models are models of this run."""
     cross = config["cross_dataset"]
     if CROSS_DATASET_DIR in config["datasets"]:
@@ -249,7 +287,7 @@ def check_cross_dataset(config: dict, variants: dict) -> None:
             if name not in config["datasets"]:
                 raise ConfigError(f"config key 'cross_dataset.pairs.{i}': dataset '{name}' has no entry under "
                                   "'datasets'")
-    models = ["ridge", "teacher", *split_variants(config, variants, sys.maxsize)] + (["finetune"] if config["finetune"]["enabled"] else [])
+    models = ["ridge", "teacher", *split_variants(config, variants, sys.maxsize), *finetuned]
     for name in cross["models"]:
         if name not in models:
             raise ConfigError(f"config key 'cross_dataset.models': '{name}' is not a model of this run "

@@ -29,9 +29,9 @@ def evaluate_split(input: NS, output: NS, params: NS) -> None:
     models = {"teacher": load_model(input.teacher)}
     models.update({name: load_model(path) for name, path in zip(params.variants, input.students, strict=True)})
     tokens = activations(getattr(input, "activations", None), models.values(), rows)
-    finetune = pd.read_csv(input.finetune, dtype={"image_id": str}) if hasattr(input, "finetune") else None
+    finetuned = [pd.read_csv(path, dtype={"image_id": str}) for path in input.finetuned]
     preds, table, sens = evaluate.split_evaluation(split, train_rows, train_feats, rows, feats, tokens, models,
-                                                   params.ridge_alphas, params.sensitivity, finetune)
+                                                   params.ridge_alphas, params.sensitivity, finetuned)
     write_csv(preds, output.predictions)
     write_csv(table, output.metrics)
     write_csv(sens, output.sensitivity)
@@ -45,12 +45,15 @@ def summarize(input: NS, output: NS, params: NS) -> None:
 
     per_split = pd.concat([pd.read_csv(p) for p in input.metrics], ignore_index=True)
     summary = evaluate.summarise(per_split, params.reference, params.test_fraction, params.family, **params.bootstrap)
+    if params.finetuned_reference:
+        summary = evaluate.summarise_finetuned(summary, per_split, params.finetuned_reference, params.finetuned_family,
+                                               params.test_fraction, **params.bootstrap)
     sens = pd.concat([pd.read_csv(p) for p in input.sensitivity], ignore_index=True)
     write_csv(per_split, output.metrics)
     write_csv(summary, output.summary)
     write_csv(sens.drop(columns="split").groupby("model", sort=False).median().reset_index(), output.sensitivity)
     title = f"{params.dataset}: {params.backbone}, {len(input.metrics)} splits; full model: {params.mode}"
-    write_text(evaluate.to_markdown(summary, title, params.reference), output.markdown)
+    write_text(evaluate.to_markdown(summary, title, params.reference, params.finetuned_reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
 
 
@@ -66,7 +69,7 @@ def claims(input: NS, output: NS, params: NS) -> None:
                                 summary, params.reference, params.test_fraction, params.claimed_gain, params.student,
                                 params.synthetic_seeds)
     write_csv(table, output.table, float_format="%.4g")
-    write_csv(claims.headline(summary, ["ridge", "teacher", params.reference, "full", "finetune"]), output.headline)
+    write_csv(claims.headline(summary, params.headline), output.headline)
     write_text(claims.to_markdown(table, f"{params.dataset}: the paper's claims, tested"), output.markdown)
     log.info("\n%s", table.to_string(index=False))
 
@@ -83,14 +86,15 @@ def evaluate_cross(input: NS, output: NS, params: NS) -> None:
     feats = FeatureSet.load(input.test_features).subset(rows["image_id"])
     students = dict(zip(params.students, input.students, strict=True))
     models = {name: load_model(input.teacher if name == "teacher" else students[name]) for name in params.models
-              if name not in ("ridge", "finetune")}
-    finetuned = None
-    if "finetune" in params.models:
+              if name != "ridge" and name not in params.finetuned}
+    finetuned = {}
+    if params.finetuned:
         from qfm_iqm.features.extract import CropRecipe
         from qfm_iqm.method import finetune
 
-        finetuned = finetune.predict(finetune.load(input.finetune), rows, CropRecipe(**params.crops), params.batch_size,
-                                     params.finetune["device"])
+        finetuned = {name: finetune.predict(finetune.load(path), rows, CropRecipe(**params.crops), params.batch_size,
+                                            params.finetune["device"])
+                     for name, path in zip(params.finetuned, input.finetuned, strict=True)}
     tokens = activations(getattr(input, "test_activations", None), models.values(), rows)
     preds, table = evaluate.cross_evaluation(split, train_rows, train_x, rows, feats, tokens, params.models, models,
                                              params.ridge_alphas, finetuned)

@@ -84,5 +84,5 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
     finetune.save(model, output.model, backbone["name"])
     write_csv(history, output.log)
     preds = finetune.predict(model, test, CropRecipe(**params.crops), backbone["batch_size"], cfg["device"])
-    write_csv(test[["image_id"]].assign(finetune=preds), output.predictions)
+    write_csv(test[["image_id"]].assign(**{params.name: preds}), output.predictions)
     _write_info(output.info, mem, len(rows), student)

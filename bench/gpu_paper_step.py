@@ -1,0 +1,63 @@
+"""The paper's fine-tune step on a GPU: ms per step of the fine-tuned baseline (DEIQT) and full model of
+config/paper.yaml (ViT-S/16 under the DEIQT decoder, the CLS query, random weights: no hub is needed), at the paper's
+batch size, with the fraction of time spent waiting for data and the peak GPU memory. One table in a few minutes.
+
+    python bench/gpu_paper_step.py                 # on a CUDA machine
+    python bench/gpu_paper_step.py --steps 10      # fewer steps per epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from gpu_throughput import images
+from validate_student import merged_config
+
+from qfm_iqm.method.finetune import finetune, student_config
+from qfm_iqm.pipeline.config import finetuned_variants
+
+REPO = Path(__file__).resolve().parents[1]  # merged_config reads config/config.yaml from the working directory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (the first of 2 epochs warms up)")
+    parser.add_argument("--images-dir", type=Path, help="real images (e.g. LIVEC's Images folder)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/gpu_paper_step.py needs a CUDA device (torch sees none here): it measures the paper's GPU step")
+    logging.basicConfig(level=logging.WARNING)
+    config = merged_config([str(REPO / "config/paper.yaml")])
+    finetuned = finetuned_variants(config)
+    section = {**config["finetune"], "device": "cuda", "epochs": 2}
+    batch = section["batch_size"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        train = images(Path(tmp), batch * args.steps, args.images_dir)
+        pool = train.assign(image_id="pool" + train["image_id"], teacher_score=train["score"])
+        partners = np.random.default_rng(0).permutation(len(train))
+        for name in ("finetune_baseline", "finetune"):
+            student = finetuned[name]
+            cfg = student_config(student, section, config["crops"]["size"], config["partial"])
+            torch.cuda.reset_peak_memory_stats()
+            _, history = finetune(config["backbone"]["name"], "none", student["arch"], replace(cfg, device="cuda"),
+                                  train, partners, pool if cfg.kd_weight > 0 else None, train)
+            last = history.iloc[-1]
+            rows.append({"model": name, "batch (images)": batch, "steps": args.steps,
+                         "ms/step": 1000 * last["seconds"] / args.steps, "data wait": last["data_wait"],
+                         "peak GiB": torch.cuda.max_memory_allocated() / 2**30})
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {config['backbone']['name']} (random weights), "
+          f"crop {config['crops']['size']}, precision {cfg.precision}; second epoch of 2")
+    print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""config/paper.yaml at toy scale on the CPU (tests/paper_smoke.yaml laid over it): the DAG a GPU user runs, with the
+ViT's tokens under the DEIQT decoder, the fine-tuned variants beside the fine-tuned baseline, cross-dataset and
+figures, on a random ``test_vit`` and two dataset stand-ins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import REPO, merge_config
+from dataset_fixtures import make_fixture
+from workflow_helpers import scheduled_jobs, snakemake, write_config
+
+from qfm_iqm.features.backbone import create_backbone
+from qfm_iqm.method import finetune
+
+pytestmark = pytest.mark.slow  # runs the paper's DAG: about 3 minutes on 2 cores
+FINETUNED = ["finetune", "finetune_baseline", "finetune_gate", "finetune_matching", "finetune_distillation"]
+
+
+def smoke_config(work: Path) -> Path:
+    """config/paper.yaml with tests/paper_smoke.yaml over it, the stand-ins' roots and a random ViT's weights file."""
+    config = merge_config(yaml.safe_load((REPO / "config/paper.yaml").read_text()),
+                    yaml.safe_load((REPO / "tests/paper_smoke.yaml").read_text()))
+    csiq = make_fixture("csiq", work / "official/csiq", distinct=True)
+    koniq = make_fixture("koniq10k", work / "official/koniq", distinct=True)
+    counts = {"csiq": len(list((csiq / "dst_imgs").rglob("*.png"))), "koniq10k": len(list((koniq / "512x384").iterdir()))}
+    config["datasets"] = {name: {**config["datasets"][name], "root": str(root), "expected_count": counts[name]}
+                          for name, root in (("csiq", csiq), ("koniq10k", koniq))}
+    torch.manual_seed(0)
+    torch.save(create_backbone("test_vit", "none").state_dict(), work / "test_vit.pth")
+    config["backbone"]["weights"] = str(work / "test_vit.pth")
+    return write_config(work, config)
+
+
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("paper")
+    snakemake(work, smoke_config(work))
+    return work
+
+
+def test_the_paper_dag_lists_the_fine_tuned_baseline_beside_the_full_model(tmp_path: Path) -> None:
+    config = smoke_config(tmp_path)
+    jobs = scheduled_jobs(snakemake(tmp_path, config, "-n"))
+    assert jobs["finetune_student"] == 2 * len(FINETUNED)  # two datasets of one split, five fine-tuned students
+    assert jobs["train_student"] == 2 * 5 + 2  # the frozen students, and full trained on every image for export
+    assert jobs["evaluate_cross"] == 1 and jobs["plot_attention"] == 2
+
+
+def test_the_paper_dag_fine_tunes_the_deiqt_decoder_over_vit_tokens(paper_run: Path) -> None:
+    for name in ("csiq", "koniq10k"):
+        metrics = pd.read_csv(paper_run / f"results/{name}/split0/metrics.csv")
+        assert set(FINETUNED) | {"ridge", "teacher", "full", "baseline"} <= set(metrics["model"])
+        summary = pd.read_csv(paper_run / f"results/{name}/summary.csv").set_index("model")
+        assert np.isfinite(summary.loc["finetune", "srcc_diff_vs_finetune_baseline"])
+        assert summary["srcc_diff_vs_finetune_baseline"].notna().sum() == len(FINETUNED) - 1
+        assert "## Against finetune_baseline" in (paper_run / f"results/{name}/summary.md").read_text()
+        assert (paper_run / f"results/{name}/figures/attention.png").stat().st_size > 0
+    matrix = pd.read_csv(paper_run / "results/cross_dataset/matrix.csv")
+    assert {"finetune", "finetune_baseline"} <= set(matrix.loc[matrix["test"] == "csiq", "model"])
+
+    ckpt = torch.load(paper_run / "results/csiq/split0/finetune/model.pt", weights_only=True)
+    spec, state = ckpt["spec"], ckpt["state_dict"]
+    assert spec["head"] == "decoder" and spec["query"] == "cls" and spec["gate"] and spec["tokens"] == 101
+    assert spec["partial"]["from_block"] == 0 and spec["partial"]["early_size"] == 0
+    start = torch.load(paper_run / "test_vit.pth", weights_only=True)  # every part of the ViT trained
+    assert not torch.equal(state["descriptor.vit.patch_embed.proj.weight"], start["patch_embed.proj.weight"])
+    assert not torch.equal(state["quality.top.blocks.5.mlp.fc2.weight"], start["blocks.5.mlp.fc2.weight"])
+    baseline = torch.load(paper_run / "results/csiq/split0/finetune_baseline/model.pt", weights_only=True)["spec"]
+    assert baseline["query"] == "cls" and not baseline["gate"]
+
+
+def test_the_partner_tokens_reach_the_decoder_input(paper_run: Path) -> None:
+    """The semantic noise reaches the decoder: in the run, L_sens (|noisy - clean prediction|) is non-zero on every
+    epoch; in the trained model, partner images change what the decoder reads."""
+    log = pd.read_csv(paper_run / "results/csiq/split0/finetune/log.csv")
+    assert (log["loss_sens"] > 0).all() and (log["loss_adv"] > 0).all()
+    model = finetune.load(paper_run / "results/csiq/split0/finetune/model.pt")
+    seen = []
+    model.quality.quality.head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    images, partners = torch.rand(2, 3, 160, 160, generator=torch.Generator().manual_seed(0)).split(1)
+    with torch.no_grad():
+        model(images)
+        model(images, partners, eps=0.3)
+    assert seen[0].shape == (1, 101, 64) and not torch.allclose(seen[0], seen[1])
