@@ -61,6 +61,9 @@ def test_the_paper_dag_fine_tunes_the_deiqt_decoder_over_vit_tokens(paper_run: P
         assert summary["srcc_diff_vs_finetune_baseline"].notna().sum() == len(FINETUNED) - 1
         assert "## Against finetune_baseline" in (paper_run / f"results/{name}/summary.md").read_text()
         assert (paper_run / f"results/{name}/figures/attention.png").stat().st_size > 0
+    compared = pd.read_csv(paper_run / "results/paper_comparison.csv").set_index(["dataset", "paper_model", "metric"])
+    assert compared.loc[("koniq10k", "DEIQT", "srcc"), "model"] == "finetune_baseline"  # the paper's base, beside ours
+    assert compared.loc[("koniq10k", "QFM-IQM", "srcc"), "model"] == "finetune"
     matrix = pd.read_csv(paper_run / "results/cross_dataset/matrix.csv")
     assert {"finetune", "finetune_baseline"} <= set(matrix.loc[matrix["test"] == "csiq", "model"])
 

@@ -59,7 +59,8 @@ def test_report_loads_in_headless_chromium_with_figures_and_tables(tiny_run: Pat
         assert f"data:image/png;charset=utf8;filename={name}.png;base64," in html, name
     tables = dict(re.findall(r"data:text/csv;charset=utf8;filename=([\w.]+);base64,([A-Za-z0-9+/=]+)", html))
     comparison = base64.b64decode(tables["paper_comparison.csv"]).decode()
-    assert comparison.startswith("dataset,metric,paper") and "livec,srcc,0.891" in comparison
+    assert comparison.startswith("dataset,metric,paper_model,paper") and "livec,srcc,QFM-IQM,0.891" in comparison
+    assert "livec,srcc,DEIQT,0.875" in comparison  # the paper's base, beside our reference
     assert "train_student" in base64.b64decode(tables["benchmarks.csv"]).decode()
     assert "1. accuracy: full beats its base" in base64.b64decode(tables["claims.csv"]).decode()
     config = re.search(r"filename=config\.yaml;base64,([A-Za-z0-9+/=]+)", html)  # the configuration: a page of its own

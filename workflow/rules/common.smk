@@ -314,20 +314,28 @@ def cross_within(wildcards):
     return [f"results/{train}/metrics.csv" for train in dict.fromkeys(train for train, _ in CROSS["pairs"])]
 
 
-def feature_mode():
-    """How the compared model's features are made: fine-tuned, a backbone top that trains, or frozen."""
-    if config["finetune"]["enabled"]:
+def feature_mode(model="full"):
+    """How ``model``'s features are made: fine-tuned, a backbone top that trains, or frozen."""
+    if model in FINETUNED:
         return "fine-tuned"
-    if reads_tokens(VARIANTS["full"]["arch"]):
+    if model in VARIANTS and reads_tokens(VARIANTS[model]["arch"]):
         return f"backbone top from block {config['partial']['from_block']} trained"
     return "frozen features"
 
 
 def comparison_runs():
-    """Our runs that the paper comparison reports: dataset, kind, the model compared, backbone and mode."""
-    finetuned = config["finetune"]["enabled"]
-    return [{"name": name, "kind": DATASETS[name]["kind"], "model": "finetune" if finetuned else "full",
-             "backbone": BACKBONE, "mode": feature_mode()} for name in config["run"]]
+    """Our rows of the paper comparison, per dataset: the full model (fine-tuned in fine-tune mode) beside QFM-IQM's
+    numbers, and the ablation reference (its fine-tuned counterpart when there is one) beside those of the paper's base
+    (``comparison.base``); each with its dataset, kind, model, paper model, backbone and mode."""
+    from qfm_iqm.evaluation.comparison import PAPER_MODEL
+
+    full = "finetune" if "finetune" in FINETUNED else "full"
+    base = config["comparison"].get("base")
+    reference = FINETUNED_REFERENCE or config["ablation"]["reference"]
+    compared = [(full, PAPER_MODEL)] + ([(reference, base["name"])] if base and reference in {*VARIANTS, *FINETUNED}
+                                       else [])
+    return [{"name": name, "kind": DATASETS[name]["kind"], "model": model, "paper_model": paper_model,
+             "backbone": BACKBONE, "mode": feature_mode(model)} for name in config["run"] for model, paper_model in compared]
 
 
 DEPLOYABLE = config["backbone"]["weights"] != "none"  # a random backbone makes no deployable model

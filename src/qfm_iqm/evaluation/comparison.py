@@ -1,4 +1,6 @@
-"""The paper-versus-ours table: one row per published cell (dataset, metric), with a verdict.
+"""The paper-versus-ours table: one row per published cell (paper model, dataset, metric), with a verdict. The paper
+models are QFM-IQM (``comparison.published``), set beside our full model, and its base, DEIQT
+(``comparison.base``), set beside our ablation reference.
 
 Verdicts: ``match`` (|ours - paper| <= tolerance, declared in the config before the run), ``within CI``
 (the paper's value lies inside our 95% t CI of the mean over splits, with the Nadeau-Bengio corrected variance;
@@ -12,8 +14,16 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("srcc", "plcc")
-COLUMNS = ["dataset", "metric", "paper", "source", "run", "model", "backbone", "mode", "splits", "ours_median",
-           "ours_iqr", "ci_low", "ci_high", "delta", "tolerance", "verdict"]
+PAPER_MODEL = "QFM-IQM"  # the paper's own model, whose medians are ``comparison.published``
+COLUMNS = ["dataset", "metric", "paper_model", "paper", "source", "run", "model", "backbone", "mode", "splits",
+           "ours_median", "ours_iqr", "ci_low", "ci_high", "delta", "tolerance", "verdict"]
+
+
+def published_tables(comparison: dict) -> dict[str, dict]:
+    """The config's ``comparison`` section as paper model -> dataset kind -> published cells: QFM-IQM's, then its
+    base's (``comparison.base``), when given."""
+    base = comparison.get("base")
+    return {PAPER_MODEL: comparison["published"], **({base["name"]: base["published"]} if base else {})}
 
 
 def verdict(paper: float | None, median: float, ci: tuple[float, float], tolerance: float) -> str:
@@ -24,17 +34,18 @@ def verdict(paper: float | None, median: float, ci: tuple[float, float], toleran
     return "within CI" if ci[0] <= paper <= ci[1] else "miss"
 
 
-def compare(published: dict[str, dict[str, float | None]], source: str, tolerance: float,
+def compare(published: dict[str, dict[str, dict[str, float | None]]], source: str, tolerance: float,
             runs: list[dict], summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Rows for every published (dataset kind, metric); ``runs`` describe our runs (name, kind, model,
-    backbone, mode) and ``summaries`` map a run's name to its summary table (``evaluate.summarise``)."""
+    """Rows for every published (paper model, dataset kind, metric) of ``published`` (``published_tables``); ``runs``
+    describe our rows (name, kind, model, the paper model it is set beside, backbone, mode) and ``summaries`` map a
+    run's name to its summary table (``evaluate.summarise``)."""
     rows = []
-    for kind, cells in published.items():
-        ours = [r for r in runs if r["kind"] == kind]
+    for paper_model, kind, cells in ((m, k, c) for m, table in published.items() for k, c in table.items()):
+        ours = [r for r in runs if r["kind"] == kind and r["paper_model"] == paper_model]
         for metric in METRICS:
             paper = cells.get(metric)
-            base = {"dataset": kind, "metric": metric, "paper": paper, "source": source if paper is not None else "",
-                    "tolerance": tolerance}
+            base = {"dataset": kind, "metric": metric, "paper_model": paper_model, "paper": paper,
+                    "source": source if paper is not None else "", "tolerance": tolerance}
             if not ours:
                 rows.append({**base, "verdict": "not run" if paper is not None else "no paper value"})
             for run in ours:
@@ -55,17 +66,18 @@ def to_markdown(table: pd.DataFrame) -> str:
             return ""
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    legend = ("One row per published cell. `match`: |ours - paper| <= tolerance; `within CI`: the paper's value lies "
+    legend = (f"One row per published cell: {PAPER_MODEL} beside our full model, its base beside our ablation "
+              "reference. `match`: |ours - paper| <= tolerance; `within CI`: the paper's value lies "
               "in our 95% t CI of the mean over splits (Nadeau-Bengio corrected); `miss`: neither; `not run`: no run of that dataset here; "
               "`no paper value`: the paper's cell is unknown and stays unknown.")
-    header = ("| dataset | metric | paper | ours (median) | IQR | 95% CI | delta | tolerance | verdict | run | model | "
-              "backbone | mode | splits | source |")
-    lines = ["# QFM-IQM: paper versus this reproduction", "", legend, "", header, "|" + "---|" * 15]
+    header = ("| dataset | metric | paper model | paper | ours (median) | IQR | 95% CI | delta | tolerance | verdict | "
+              "run | model | backbone | mode | splits | source |")
+    lines = ["# QFM-IQM: paper versus this reproduction", "", legend, "", header, "|" + "---|" * 16]
     for _, r in table.iterrows():
         ci = "" if pd.isna(r["ci_low"]) else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         delta = "" if pd.isna(r["delta"]) else f"{r['delta']:+.3f}"
         splits = "" if pd.isna(r["splits"]) else str(int(r["splits"]))
-        cells = [r["dataset"], r["metric"].upper(), fmt(r["paper"]), fmt(r["ours_median"]), fmt(r["ours_iqr"]), ci,
+        cells = [r["dataset"], r["metric"].upper(), r["paper_model"], fmt(r["paper"]), fmt(r["ours_median"]), fmt(r["ours_iqr"]), ci,
                  delta, fmt(r["tolerance"]), f"**{r['verdict']}**", fmt(r["run"]), fmt(r["model"]),
                  fmt(r["backbone"]), fmt(r["mode"]), splits, fmt(r["source"])]
         lines.append("| " + " | ".join(cells) + " |")

@@ -143,8 +143,10 @@ def compare_with_paper(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.evaluation import comparison
 
     cfg = params.comparison
-    summaries = {run["name"]: pd.read_csv(path) for run, path in zip(params.runs, input.summaries, strict=True)}
-    table = comparison.compare(cfg["published"], cfg["source"], cfg["tolerance"], params.runs, summaries)
+    names = dict.fromkeys(run["name"] for run in params.runs)  # a dataset has a row per paper model
+    summaries = {name: pd.read_csv(path) for name, path in zip(names, input.summaries, strict=True)}
+    table = comparison.compare(comparison.published_tables(cfg), cfg["source"], cfg["tolerance"], params.runs,
+                               summaries)
     write_csv(table, output.table)
     write_text(comparison.to_markdown(table), output.markdown)
     log.info("\n%s", table.to_string(index=False))
