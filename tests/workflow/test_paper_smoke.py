@@ -40,7 +40,7 @@ def smoke_config(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("paper")
-    snakemake(work, smoke_config(work))
+    snakemake(work, smoke_config(work), "--set-threads", "finetune_student=1")  # two tiny fine-tunes at once
     return work
 
 
