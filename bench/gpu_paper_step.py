@@ -2,7 +2,7 @@
 config/paper.yaml (ViT-S/16 under the DEIQT decoder, the CLS query, random weights: no hub is needed), at the paper's
 batch size, with the fraction of time spent waiting for data and the peak GPU memory. One table in a few minutes.
 
-    python bench/gpu_paper_step.py                 # on a CUDA machine
+    python bench/gpu_paper_step.py                 # on a CUDA machine, from the repository root
     python bench/gpu_paper_step.py --steps 10      # fewer steps per epoch
 """
 
@@ -12,7 +12,6 @@ import argparse
 import logging
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,6 @@ from validate_student import merged_config
 from qfm_iqm.method.finetune import finetune, student_config
 from qfm_iqm.pipeline.config import finetuned_variants
 
-REPO = Path(__file__).resolve().parents[1]  # merged_config reads config/config.yaml from the working directory
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,7 +32,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench/gpu_paper_step.py needs a CUDA device (torch sees none here): it measures the paper's GPU step")
     logging.basicConfig(level=logging.WARNING)
-    config = merged_config([str(REPO / "config/paper.yaml")])
+    config = merged_config(["config/paper.yaml"])  # run from the repository root, as the other benches
     finetuned = finetuned_variants(config)
     section = {**config["finetune"], "device": "cuda", "epochs": 2}
     batch = section["batch_size"]
@@ -48,7 +45,7 @@ def main() -> None:
             student = finetuned[name]
             cfg = student_config(student, section, config["crops"]["size"], config["partial"])
             torch.cuda.reset_peak_memory_stats()
-            _, history = finetune(config["backbone"]["name"], "none", student["arch"], replace(cfg, device="cuda"),
+            _, history = finetune(config["backbone"]["name"], "none", student["arch"], cfg,
                                   train, partners, pool if cfg.kd_weight > 0 else None, train)
             last = history.iloc[-1]
             rows.append({"model": name, "batch (images)": batch, "steps": args.steps,

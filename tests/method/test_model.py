@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from qfm_iqm.method.checkpoint import load_model
+from qfm_iqm.method.heads import HEADS
 from qfm_iqm.method.model import QualityModel
 
 
@@ -55,7 +56,7 @@ def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> No
     assert float(trained.std[0]) == pytest.approx(0.1 * typical, rel=1e-5)
 
 
-@pytest.mark.parametrize("query", ["pooled", "learned"])
+@pytest.mark.parametrize("query", ["cls", "pooled", "learned"])
 def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None:
     model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, heads=2, depth=1, query=query).eval()
     x, partner = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
@@ -70,3 +71,20 @@ def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None
                               atol=1e-6)
     with pytest.raises(KeyError, match="unknown noise form"):
         model(x, partner, 0.3, "subtract")
+
+
+def test_the_cls_query_starts_from_the_first_token_and_attends_to_the_others() -> None:
+    """With the position embedding at its start (zeros) attention ignores token order: a learned query gives the same
+    score for any order, while the CLS query changes when another token takes the first place, and not when the
+    others are shuffled."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 4)
+    heads = {q: HEADS["decoder"](4, hidden=8, dropout=0.0, tokens=5, heads=2, depth=1, query=q).eval()
+             for q in ("cls", "learned")}
+    shuffled, swapped = x[:, [0, 3, 1, 4, 2]], x[:, [1, 0, 2, 3, 4]]
+    with torch.no_grad():
+        assert torch.allclose(heads["learned"](swapped), heads["learned"](x), atol=1e-6)
+        assert torch.allclose(heads["cls"](shuffled), heads["cls"](x), atol=1e-6)
+        assert not torch.allclose(heads["cls"](swapped), heads["cls"](x), atol=1e-3)
+    with pytest.raises(ValueError, match="at least 2"):
+        HEADS["decoder"](4, hidden=8, tokens=1, heads=2, depth=1, query="cls")

@@ -86,6 +86,11 @@ def test_fine_tuned_variants_are_checked() -> None:
     config["finetune"]["variants"] = ["full", "random_partner"]
     with pytest.raises(ConfigError, match=re.escape("config key 'finetune.variants': 'random_partner' is neither")):
         finetuned_variants(config, SCHEMA)
+    config["finetune"]["variants"] = ["full", "baseline", "gate"]
+    config["ablation"]["splits"] = 3  # finetune_gate trains on 3 splits only: it cannot be tested on every split
+    config["cross_dataset"]["models"].append("finetune_gate")
+    with pytest.raises(ConfigError, match=re.escape("'cross_dataset.models': 'finetune_gate' is not a model of this run")):
+        check_cross_dataset(config, resolve_variants(config, SCHEMA), finetuned_variants(config, SCHEMA))
     config["finetune"].update(enabled=False)
     assert finetuned_variants(config, SCHEMA) == {}
 

@@ -9,9 +9,9 @@ from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.features.cache import cache_dir, crops_tag
 from qfm_iqm.pipeline.provenance import requested_devices
-from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, finetuned_reference,
-                                     finetuned_variants, matching_on, resolve_variants, resolve_weights,
-                                     split_finetuned, split_variants, validate)
+from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, finetuned_name,
+                                     finetuned_reference, finetuned_variants, matching_on, resolve_variants,
+                                     resolve_weights, split_finetuned, split_variants, validate)
 from qfm_iqm.method.memory import WITH_POOL, uses_pool
 
 
@@ -329,7 +329,7 @@ def comparison_runs():
     (``comparison.base``); each with its dataset, kind, model, paper model, backbone and mode."""
     from qfm_iqm.evaluation.comparison import PAPER_MODEL
 
-    full = "finetune" if "finetune" in FINETUNED else "full"
+    full = finetuned_name("full") if finetuned_name("full") in FINETUNED else "full"
     base = config["comparison"].get("base")
     reference = FINETUNED_REFERENCE or config["ablation"]["reference"]
     compared = [(full, PAPER_MODEL)] + ([(reference, base["name"])] if base and reference in {*VARIANTS, *FINETUNED}

@@ -79,7 +79,7 @@ rule claims:
         student=config["student"],
         synthetic_seeds=config["evaluation"]["synthetic_seeds"],
         headline=["ridge", "teacher", config["ablation"]["reference"], "full", *filter(None, [FINETUNED_REFERENCE]),
-                  "finetune"],
+                  finetuned_name("full")],
     log:
         "logs/{dataset}/claims.log",
     benchmark:

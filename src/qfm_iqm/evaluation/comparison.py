@@ -77,8 +77,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         ci = "" if pd.isna(r["ci_low"]) else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         delta = "" if pd.isna(r["delta"]) else f"{r['delta']:+.3f}"
         splits = "" if pd.isna(r["splits"]) else str(int(r["splits"]))
-        cells = [r["dataset"], r["metric"].upper(), r["paper_model"], fmt(r["paper"]), fmt(r["ours_median"]), fmt(r["ours_iqr"]), ci,
-                 delta, fmt(r["tolerance"]), f"**{r['verdict']}**", fmt(r["run"]), fmt(r["model"]),
+        cells = [r["dataset"], r["metric"].upper(), r["paper_model"], fmt(r["paper"]), fmt(r["ours_median"]),
+                 fmt(r["ours_iqr"]), ci, delta, fmt(r["tolerance"]), f"**{r['verdict']}**", fmt(r["run"]), fmt(r["model"]),
                  fmt(r["backbone"]), fmt(r["mode"]), splits, fmt(r["source"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -85,9 +85,9 @@ def cross_evaluation(split: int, train_rows: pd.DataFrame, train_x: np.ndarray, 
     ``names`` of one split of the training dataset, in that order: the ridge floor (fitted on the training part's
     ``train_rows`` and features ``train_x``), the fine-tuned students (their predictions ``finetuned``) and the models
     in ``models``. Returns the predictions and their metrics."""
-    finetuned = finetuned or {}
     from qfm_iqm.method.train import predict
 
+    finetuned = finetuned or {}
     preds = rows[["image_id", "score", "score_raw"]].assign(split=split)
     for name in names:
         if name == "ridge":

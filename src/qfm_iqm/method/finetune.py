@@ -144,7 +144,8 @@ def gpu_memory_estimate(name: str, crop: int, images: int, precision: str) -> fl
     ``images`` crops of ``crop`` pixels (the batch, and as many pool images with distillation): weights, gradients and
     AdamW's two moments in fp32, the activations every block keeps for the backward pass (Korthikanti et al. 2022:
     tokens x width x (34 + 5 x heads x tokens / width) bytes at 16 bits, twice that in fp32) and 0.5 GiB of CUDA
-    context. An estimate, not a measurement (``bench/gpu_paper_step.py`` measures it); None for other backbones."""
+    context; an upper bound when blocks below ``partial.from_block`` stay frozen. An estimate, not a measurement
+    (``bench/gpu_paper_step.py`` measures it); None for other backbones."""
     import timm
 
     with torch.device("meta"):
@@ -231,10 +232,10 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
                                      frozen=False)
     samples = len(train) * cfg.crops_per_epoch
     steps_per_epoch = -(-samples // cfg.batch_size)
-    bottom = [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone, "weight_decay": cfg.weight_decay}]
-    if cfg.from_block:  # a decoder over the top from a later block: the backbone below it stays frozen
-        bottom = []
-        model.descriptor.requires_grad_(False)
+    frozen = bool(cfg.from_block)  # a decoder over the top from a later block: the backbone below it stays frozen
+    model.descriptor.requires_grad_(not frozen)
+    bottom = [] if frozen else [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone,
+                                 "weight_decay": cfg.weight_decay}]
     opt, sched = one_cycle([*bottom, *model.quality.param_groups(cfg.lr, cfg.weight_decay)],
                            cfg.epochs * steps_per_epoch)
     match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)

@@ -219,9 +219,8 @@ def finetuned_variants(config: dict, schema_path: str | Path = SCHEMA) -> dict[s
 def split_finetuned(config: dict, finetuned: Iterable[str], split: int) -> list[str]:
     """The fine-tuned models (``finetuned_variants``' names) trained on ``split``: those whose variant trains on it
     (``split_variants``)."""
-    section = config["finetune"]
-    trained = set(split_variants(config, section["variants"], split))
-    return [name for name in finetuned if any(finetuned_name(v) == name for v in trained)]
+    trained = {finetuned_name(v) for v in split_variants(config, config["finetune"]["variants"], split)}
+    return [name for name in finetuned if name in trained]
 
 
 def finetuned_reference(config: dict, finetuned: Iterable[str]) -> str | None:
@@ -287,7 +286,8 @@ def check_cross_dataset(config: dict, variants: dict, finetuned: Iterable[str] =
             if name not in config["datasets"]:
                 raise ConfigError(f"config key 'cross_dataset.pairs.{i}': dataset '{name}' has no entry under "
                                   "'datasets'")
-    models = ["ridge", "teacher", *split_variants(config, variants, sys.maxsize), *finetuned]
+    models = ["ridge", "teacher", *split_variants(config, variants, sys.maxsize),
+              *split_finetuned(config, finetuned, sys.maxsize)]
     for name in cross["models"]:
         if name not in models:
             raise ConfigError(f"config key 'cross_dataset.models': '{name}' is not a model of this run "
