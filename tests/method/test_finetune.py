@@ -96,7 +96,8 @@ def test_finetune_trains_the_backbone_with_every_loss_term(lite0: Path, tmp_path
 @pytest.mark.usefixtures("one_thread")
 def test_finetune_trains_a_decoder_over_the_top_from_its_block(lite0: Path, tmp_path: Path) -> None:
     train = table(tmp_path, "t", range(6), np.linspace(0, 3, 6), "score")
-    arch = {**ARCH, "head": "decoder", "hidden": 16, "heads": 2, "depth": 1, "query": "learned"}
+    arch = {**ARCH, "head": "decoder", "hidden": 16, "heads": 2, "depth": 1, "query": "learned",
+            "queries": 1, "mlp_ratio": 2}
     cfg = replace(CFG, epochs=2, kd_weight=0.0, from_block=6)
     model, history = finetune(BACKBONE, lite0, arch, cfg, train, np.arange(6)[::-1].copy())
     assert (history[["loss_adv", "loss_sens", "loss_clean"]] > 0).all().all()
@@ -140,7 +141,8 @@ def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 VIT = "test_vit"
-VIT_ARCH = {**ARCH, "head": "decoder", "hidden": 32, "dropout": 0.0, "heads": 2, "depth": 1, "query": "cls"}
+VIT_ARCH = {**ARCH, "head": "decoder", "hidden": 32, "dropout": 0.0, "heads": 2, "depth": 1, "query": "cls",
+            "queries": 1, "mlp_ratio": 2}
 
 
 @pytest.mark.usefixtures("one_thread")

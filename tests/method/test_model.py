@@ -10,6 +10,8 @@ from qfm_iqm.method.checkpoint import load_model
 from qfm_iqm.method.heads import HEADS
 from qfm_iqm.method.model import QualityModel
 
+DECODER = {"heads": 2, "depth": 1, "queries": 1, "mlp_ratio": 2}  # what the schema fills in, but for the head count
+
 
 def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None:
     model = QualityModel(6, head="mlp", hidden=8, dropout=0.0, gate=True).eval()
@@ -29,6 +31,28 @@ def test_a_head_takes_its_own_keys_and_checkpoints_that_recorded_every_key_still
     old = {**model.spec, "heads": 4, "depth": 1, "query": "learned"}  # what checkpoints recorded for every head
     torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt").spec == model.spec
+
+
+def test_a_decoder_checkpoint_from_before_queries_and_mlp_ratio_loads_as_one_query_and_ratio_2(tmp_path) -> None:
+    model = QualityModel(4, head="decoder", hidden=8, tokens=3, query="learned", **DECODER)
+    old = {k: v for k, v in model.spec.items() if k not in ("queries", "mlp_ratio")}
+    torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").spec == model.spec
+
+
+def test_each_query_is_scored_and_the_score_is_their_mean() -> None:
+    """DEIQT's read-out: several learned queries (each plus the CLS token) attend to the tokens through a feed-forward
+    ``mlp_ratio`` x ``hidden`` wide; each is mapped to a score, and the score is their mean."""
+    torch.manual_seed(0)
+    head = HEADS["decoder"](4, hidden=8, dropout=0.0, tokens=5, query="cls", heads=2, depth=1, queries=6,
+                            mlp_ratio=4).eval()
+    assert head.query.shape == (1, 6, 8) and head.decoder.layers[0].linear1.out_features == 32
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        tokens = head.project(x) + head.position
+        each = head.out(head.norm(head.decoder(head.query + tokens[:, :1], tokens[:, 1:])))
+        assert each.shape == (2, 6, 1) and not torch.allclose(each[:, 0], each[:, 1], atol=1e-3)
+        assert torch.allclose(head(x), each.mean(1), atol=1e-6)
 
 
 def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> None:
@@ -58,7 +82,7 @@ def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> No
 
 @pytest.mark.parametrize("query", ["cls", "pooled", "learned"])
 def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None:
-    model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, heads=2, depth=1, query=query).eval()
+    model = QualityModel(4, head="decoder", hidden=8, dropout=0.0, tokens=3, query=query, **DECODER).eval()
     x, partner = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
     model.fit_normaliser(torch.randn(50, 3, 4) * 2 + 1, frozen=False)
     z, zp = model.standardise(x), model.standardise(partner)
@@ -73,13 +97,14 @@ def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None
         model(x, partner, 0.3, "subtract")
 
 
-def test_the_cls_query_starts_from_the_first_token_and_attends_to_the_others() -> None:
+@pytest.mark.parametrize("queries", [1, 3])
+def test_the_cls_query_starts_from_the_first_token_and_attends_to_the_others(queries: int) -> None:
     """With the position embedding at its start (zeros) attention ignores token order: a learned query gives the same
     score for any order, while the CLS query changes when another token takes the first place, and not when the
     others are shuffled."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, 4)
-    heads = {q: HEADS["decoder"](4, hidden=8, dropout=0.0, tokens=5, heads=2, depth=1, query=q).eval()
+    heads = {q: HEADS["decoder"](4, hidden=8, dropout=0.0, tokens=5, query=q, **{**DECODER, "queries": queries}).eval()
              for q in ("cls", "learned")}
     shuffled, swapped = x[:, [0, 3, 1, 4, 2]], x[:, [1, 0, 2, 3, 4]]
     with torch.no_grad():
@@ -87,4 +112,4 @@ def test_the_cls_query_starts_from_the_first_token_and_attends_to_the_others() -
         assert torch.allclose(heads["cls"](shuffled), heads["cls"](x), atol=1e-6)
         assert not torch.allclose(heads["cls"](swapped), heads["cls"](x), atol=1e-3)
     with pytest.raises(ValueError, match="at least 2"):
-        HEADS["decoder"](4, hidden=8, tokens=1, heads=2, depth=1, query="cls")
+        HEADS["decoder"](4, hidden=8, tokens=1, query="cls", **DECODER)

@@ -20,7 +20,7 @@ from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTo
 BACKBONE = "tf_efficientnet_lite0"
 PARTIAL = {"from_block": 6, "top_lr_scale": 0.1}
 ARCH = {"head": "decoder", "hidden": 16, "dropout": 0.0, "gate": True, "gate_reduction": 8, "heads": 2, "depth": 1,
-        "query": "learned"}
+        "query": "learned", "queries": 1, "mlp_ratio": 2}
 
 
 @pytest.fixture(scope="module")

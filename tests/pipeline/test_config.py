@@ -63,13 +63,14 @@ def test_paper_config_covers_the_eight_datasets_in_fine_tune_mode() -> None:
 
 
 def test_paper_config_fine_tunes_the_deiqt_decoder_and_its_baseline() -> None:
-    """DEIQT's decoder over ViT-S tokens (d_model 384, 6 heads, one layer, CLS query) fine-tuned from block 0, for
-    the full model and every variant; the baseline keeps the decoder but drops the gate: it is the DEIQT row."""
+    """DEIQT's decoder over ViT-S tokens (d_model 384, 6 heads, one layer, six CLS queries, feed-forward 4 x 384)
+    fine-tuned from block 0, for the full model and every variant; the baseline keeps the decoder but drops the gate:
+    it is the DEIQT row."""
     config = _shipped("paper.yaml")
     finetuned = finetuned_variants(config, SCHEMA)
     assert list(finetuned) == ["finetune", "finetune_baseline", "finetune_gate", "finetune_matching",
                                "finetune_distillation"]
-    deiqt = {"head": "decoder", "hidden": 384, "heads": 6, "depth": 1, "query": "cls"}
+    deiqt = {"head": "decoder", "hidden": 384, "heads": 6, "depth": 1, "query": "cls", "queries": 6, "mlp_ratio": 4}
     assert all(finetuned[m]["arch"].items() >= deiqt.items() for m in finetuned)
     assert finetuned["finetune"]["arch"]["gate"] and not finetuned["finetune_baseline"]["arch"]["gate"]
     assert finetuned["finetune_baseline"]["matching"]["sens_weight"] == 0 == finetuned["finetune_baseline"][
@@ -186,9 +187,9 @@ def test_validation_fills_in_the_schemas_defaults() -> None:
     assert config["teacher"]["train"]["precision"] == "fp32" and config["datasets"]["livec"]["split"] == "random"
     assert config["student"]["train"]["precision"] == "bf16"  # what a config sets stays
     # the decoder's keys get their defaults under head: decoder only
-    assert {k: config["student"]["arch"][k] for k in ("heads", "depth", "query")} == {
-        "heads": 4, "depth": 1, "query": "learned"}
-    assert not {"heads", "depth", "query"} & set(config["teacher"]["arch"])  # the teacher is an mlp
+    assert {k: config["student"]["arch"][k] for k in ("heads", "depth", "query", "queries", "mlp_ratio")} == {
+        "heads": 4, "depth": 1, "query": "learned", "queries": 1, "mlp_ratio": 2}
+    assert not {"heads", "depth", "query", "queries", "mlp_ratio"} & set(config["teacher"]["arch"])  # an mlp
     again = copy.deepcopy(config)
     validate(again, SCHEMA)
     assert again == config
@@ -200,11 +201,12 @@ def test_validation_fills_in_the_schemas_defaults() -> None:
 def test_a_key_of_another_head_is_an_error_naming_it(head: str) -> None:
     config = _default()
     config["student"]["arch"].update(head=head, heads=4)
-    config["teacher"]["arch"]["query"] = "learned"
+    config["teacher"]["arch"].update(query="learned", queries=6)
     with pytest.raises(ConfigError) as err:
         validate(config, SCHEMA)
     assert "config key 'student.arch.heads': only for head decoder" in str(err.value)
     assert "config key 'teacher.arch.query': only for head decoder" in str(err.value)
+    assert "config key 'teacher.arch.queries': only for head decoder" in str(err.value)
     config = _default()
     config["ablation"]["variants"]["gate"]["arch"] = {"depth": 2}
     with pytest.raises(ConfigError, match=re.escape("config key 'ablation.variants.gate.arch.depth': only for head")):

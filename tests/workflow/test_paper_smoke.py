@@ -70,6 +70,7 @@ def test_the_paper_dag_fine_tunes_the_deiqt_decoder_over_vit_tokens(paper_run: P
     ckpt = torch.load(paper_run / "results/csiq/split0/finetune/model.pt", weights_only=True)
     spec, state = ckpt["spec"], ckpt["state_dict"]
     assert spec["head"] == "decoder" and spec["query"] == "cls" and spec["gate"] and spec["tokens"] == 101
+    assert (spec["queries"], spec["mlp_ratio"]) == (6, 4) and state["quality.quality.head.query"].shape == (1, 6, 32)
     assert spec["partial"]["from_block"] == 0 and spec["partial"]["early_size"] == 0
     start = torch.load(paper_run / "test_vit.pth", weights_only=True)  # every part of the ViT trained
     assert not torch.equal(state["descriptor.vit.patch_embed.proj.weight"], start["patch_embed.proj.weight"])

@@ -105,7 +105,8 @@ def nuisance_experiment(seed: int, head: str, matching: dict, regime: str = "nui
     matching = {k: matching[k] for k in LOSS_KEYS}
     out = {}
     for name, settings in [("baseline", {}), ("matching", matching)]:
-        tokens = {"tokens": x.shape[2], "heads": 2, "depth": 1, "query": "learned"} if head == "decoder" else {}
+        tokens = {"tokens": x.shape[2], "heads": 2, "depth": 1, "query": "learned", "queries": 1,
+                  "mlp_ratio": 2} if head == "decoder" else {}
         torch.manual_seed(seed)
         model = QualityModel(x.shape[-1], head=head, hidden=16, dropout=0.0, **tokens)
         cfg = train.TrainConfig(epochs=epochs, lr=3e-3, weight_decay=0.0, batch_size=32, loss=loss, seed=seed,

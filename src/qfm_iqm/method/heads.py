@@ -48,18 +48,19 @@ class MLPHead(nn.Sequential):
 
 @register_head("decoder")
 class DecoderHead(nn.Module):
-    """DEIQT-style decoder: tokens -> linear projection to ``hidden`` + learned position embedding; a
-    quality query cross-attends to them in ``depth`` transformer decoder layers (``heads`` attention
-    heads, pre-norm); a linear layer maps the query to the score.
+    """DEIQT-style decoder: tokens -> linear projection to ``hidden`` + learned position embedding;
+    ``queries`` quality queries cross-attend to them in ``depth`` transformer decoder layers (``heads``
+    attention heads, pre-norm, feed-forward width ``mlp_ratio`` x ``hidden``); a linear layer maps each query
+    to a score, and the score is their mean (DEIQT: six queries, ratio 4).
 
-    ``query``: "cls" adds the first token (a ViT's CLS token), projected, to the learned query, and the others are
+    ``query``: "cls" adds the first token (a ViT's CLS token), projected, to each learned query, and the others are
     the keys and values, as in DEIQT; "pooled" adds the mean and standard deviation of the tokens, the
     counterpart of the CLS token for a CNN (a summary of the whole map, here including the early-stage
     statistics); "learned" is the learned query alone.
     """
 
     def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, *, heads: int,
-                 depth: int, query: str) -> None:
+                 depth: int, query: str, queries: int, mlp_ratio: float) -> None:
         super().__init__()
         if tokens < 1:
             raise ValueError("head 'decoder' reads token sequences: give the number of tokens per crop")
@@ -70,10 +71,10 @@ class DecoderHead(nn.Module):
         self.cls = query == "cls"
         self.project = nn.Linear(in_dim, hidden)
         self.position = nn.Parameter(torch.zeros(tokens, hidden))
-        self.query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
+        self.query = nn.Parameter(torch.randn(1, queries, hidden) * 0.02)
         self.summary = nn.Linear(2 * in_dim, hidden) if query == "pooled" else None
-        layer = nn.TransformerDecoderLayer(hidden, heads, 2 * hidden, dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerDecoderLayer(hidden, heads, round(mlp_ratio * hidden), dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, depth)
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, 1)
@@ -87,4 +88,4 @@ class DecoderHead(nn.Module):
         if self.cls:
             query, tokens = query + tokens[:, :1], tokens[:, 1:]
         query = self.decoder(query, tokens)
-        return self.out(self.norm(query[:, 0])).reshape(*lead, 1)
+        return self.out(self.norm(query)).mean(1).reshape(*lead, 1)

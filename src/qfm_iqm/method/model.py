@@ -20,10 +20,17 @@ NOISE_FORMS = ("add", "mix")
 STD_FLOOR = 0.1  # least std a channel is standardised with, relative to the median std of the channels
 
 
+def with_legacy_keys(spec: dict) -> dict:
+    """A checkpoint's ``spec`` with the keys it predates: decoders saved before ``queries`` and ``mlp_ratio`` had one
+    query and a feed-forward twice their width."""
+    return {"queries": 1, "mlp_ratio": 2, **spec} if spec["head"] == "decoder" else spec
+
+
 class QualityModel(nn.Module):
     """Standardise -> (gate) -> head; ``forward`` maps (..., dim) features, or (..., tokens, dim) token
     sequences when ``tokens`` > 0, to (...) scores. Token sequences are standardised per token
-    position and channel. ``head_options``: the head's own keys (the decoder's ``heads``, ``depth``, ``query``)."""
+    position and channel. ``head_options``: the head's own keys (the decoder's ``heads``, ``depth``, ``query``,
+    ``queries``, ``mlp_ratio``)."""
 
     def __init__(self, in_dim: int, head: str = "mlp", hidden: int = 512, dropout: float = 0.1,
                  gate: bool = False, gate_reduction: int = 8, tokens: int = 0, **head_options: Any) -> None:
@@ -46,6 +53,7 @@ class QualityModel(nn.Module):
     def from_spec(cls, spec: dict) -> QualityModel:
         """The (untrained) model a checkpoint's ``spec`` describes. Checkpoints from before a head took only its own
         keys record the decoder's keys for every head; a head is given the keys it takes."""
+        spec = with_legacy_keys(spec)
         takes = {*inspect.signature(cls).parameters, *inspect.signature(HEADS[spec["head"]]).parameters}
         return cls(**{k: v for k, v in spec.items() if k in takes})
 

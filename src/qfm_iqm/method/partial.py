@@ -31,7 +31,7 @@ from qfm_iqm.features.backbone import create_backbone, data_config
 from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.features.extract import CropRecipe, Describer, describe_crops
 from qfm_iqm.io import InputError
-from qfm_iqm.method.model import STD_FLOOR, QualityModel
+from qfm_iqm.method.model import STD_FLOOR, QualityModel, with_legacy_keys
 
 ACTIVATION, EARLY = "activation", "early"  # the two blocks of a cached sample
 
@@ -306,7 +306,7 @@ def model_for(arch: dict, feats: FeatureSet, backbone: str = "", weights: str | 
 def from_spec(spec: dict, top: BackboneTop | ViTTop | None = None) -> PartialModel:
     """The (untrained) ``PartialModel`` a checkpoint's ``spec`` describes, over ``top`` (default: a fresh one)."""
     cfg = spec["partial"]
-    arch = {k: v for k, v in spec.items() if k not in ("partial", "in_dim", "tokens")}
+    arch = {k: v for k, v in with_legacy_keys(spec).items() if k not in ("partial", "in_dim", "tokens")}
     if top is None:
         top = cut(create_backbone(cfg["backbone"], "none"), cfg["from_block"])[1]
     return with_top(top, cfg["backbone"], cfg["from_block"], arch, cfg["activation_size"], cfg["early_size"],
