@@ -25,7 +25,7 @@ FINETUNED = ["finetune", "finetune_baseline", "finetune_gate", "finetune_matchin
 def smoke_config(work: Path) -> Path:
     """config/paper.yaml with tests/paper_smoke.yaml over it, the stand-ins' roots and a random ViT's weights file."""
     config = merge_config(yaml.safe_load((REPO / "config/paper.yaml").read_text()),
-                    yaml.safe_load((REPO / "tests/paper_smoke.yaml").read_text()))
+                          yaml.safe_load((REPO / "tests/paper_smoke.yaml").read_text()))
     csiq = make_fixture("csiq", work / "official/csiq", distinct=True)
     koniq = make_fixture("koniq10k", work / "official/koniq", distinct=True)
     counts = {"csiq": len(list((csiq / "dst_imgs").rglob("*.png"))), "koniq10k": len(list((koniq / "512x384").iterdir()))}
