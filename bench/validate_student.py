@@ -28,20 +28,15 @@ from qfm_iqm.data import splits
 from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.features.cache import FeatureSet, cache_dir
 from qfm_iqm.method import memory, pairs, train
-from qfm_iqm.pipeline.config import load_config_file, loss_settings, matching_on, resolve_weights, validate
+from qfm_iqm.pipeline.config import load_config_file, loss_settings, matching_on, merged, resolve_weights, validate
 
 
 def merged_config(files: list[str]) -> dict:
     """config/config.yaml updated recursively by ``files``, as Snakemake merges config files, validated and with the
     schema's defaults filled in, as the workflow does."""
-    def update(base: dict, new: dict) -> dict:
-        for k, v in new.items():
-            base[k] = update(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-        return base
-
     config = load_config_file("config/config.yaml")
     for f in files:
-        update(config, load_config_file(f))
+        config = merged(config, load_config_file(f))
     validate(config)
     return config
 

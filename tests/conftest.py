@@ -55,13 +55,6 @@ def bomb_png(path: Path, width: int = 20000, height: int = 10000) -> Path:
     return path
 
 
-def merge_config(base: dict, new: dict) -> dict:
-    """``base`` updated recursively by ``new``, as Snakemake merges config files."""
-    for k, v in new.items():
-        base[k] = merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return base
-
-
 def toy_data(n: int = 64, crops: int = 3, dim: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features (images x crops x channels) and a quality that depends on the first three channels."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, merge_config
+from conftest import REPO
 
 from qfm_iqm.data.distortions import DISTORTIONS
 from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
@@ -20,8 +20,10 @@ from qfm_iqm.pipeline.config import (
     ConfigError,
     check_cross_dataset,
     check_splits,
+    finetune_training,
     finetuned_reference,
     finetuned_variants,
+    merged,
     resolve_variants,
     schema_default,
     split_finetuned,
@@ -38,7 +40,7 @@ def _default() -> dict:
 def _shipped(*overrides: str) -> dict:
     config = _default()
     for name in overrides:
-        merge_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+        config = merged(config, yaml.safe_load((REPO / "config" / name).read_text()))
     return config
 
 
@@ -80,6 +82,14 @@ def test_paper_config_fine_tunes_the_deiqt_decoder_and_its_baseline() -> None:
     assert split_finetuned(config, finetuned, 9) == list(finetuned)  # every split
     config["ablation"]["splits"] = 2
     assert split_finetuned(config, finetuned, 9) == ["finetune", "finetune_baseline"]
+
+
+def test_a_fine_tuned_student_trains_on_the_finetune_keys_that_say_how_not_which() -> None:
+    """Which students fine-tune (``enabled``, ``variants``, ``arch``) is not how each trains: adding a variant reruns no
+    other model's fine-tune job."""
+    section = _shipped("paper.yaml")["finetune"]
+    training = finetune_training(section)
+    assert set(training) == set(section) - {"enabled", "variants", "arch"} and training["lr_backbone"] == 2.0e-5
 
 
 def test_fine_tuned_variants_are_checked() -> None:

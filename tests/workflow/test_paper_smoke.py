@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, merge_config
+from conftest import REPO
 from dataset_fixtures import make_fixture
 from workflow_helpers import scheduled_jobs, snakemake, write_config
 
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.method import finetune
+from qfm_iqm.pipeline.config import merged
 
 pytestmark = pytest.mark.slow  # runs the paper's DAG: about 3 minutes on 2 cores
 FINETUNED = ["finetune", "finetune_baseline", "finetune_gate", "finetune_matching", "finetune_distillation"]
@@ -24,8 +25,8 @@ FINETUNED = ["finetune", "finetune_baseline", "finetune_gate", "finetune_matchin
 
 def smoke_config(work: Path) -> Path:
     """config/paper.yaml with tests/paper_smoke.yaml over it, the stand-ins' roots and a random ViT's weights file."""
-    config = merge_config(yaml.safe_load((REPO / "config/paper.yaml").read_text()),
-                          yaml.safe_load((REPO / "tests/paper_smoke.yaml").read_text()))
+    config = merged(yaml.safe_load((REPO / "config/paper.yaml").read_text()),
+                    yaml.safe_load((REPO / "tests/paper_smoke.yaml").read_text()))
     csiq = make_fixture("csiq", work / "official/csiq", distinct=True)
     koniq = make_fixture("koniq10k", work / "official/koniq", distinct=True)
     counts = {"csiq": len(list((csiq / "dst_imgs").rglob("*.png"))), "koniq10k": len(list((koniq / "512x384").iterdir()))}

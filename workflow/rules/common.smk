@@ -9,9 +9,9 @@ from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.features.cache import cache_dir, crops_tag
 from qfm_iqm.pipeline.provenance import requested_devices
-from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, finetuned_name,
-                                     finetuned_reference, finetuned_variants, matching_on, resolve_variants,
-                                     resolve_weights, split_finetuned, split_variants, validate)
+from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, finetune_training,
+                                     finetuned_name, finetuned_reference, finetuned_variants, matching_on,
+                                     resolve_variants, resolve_weights, split_finetuned, split_variants, validate)
 from qfm_iqm.method.memory import WITH_POOL, uses_pool
 
 
@@ -31,7 +31,7 @@ VARIANTS = resolve_variants(config, SCHEMA)
 # Fine-tune mode's students: model name ("finetune", "finetune_<variant>") -> student config (none when it is off).
 FINETUNED = finetuned_variants(config, SCHEMA)
 FINETUNED_REFERENCE = finetuned_reference(config, FINETUNED)
-FINETUNE_TRAINING = {k: v for k, v in config["finetune"].items() if k not in ("variants", "arch")}  # what trains them
+FINETUNE_TRAINING = finetune_training(config["finetune"])  # how they train
 SCATTER_MODELS = ["ridge", "teacher", "full"]
 ATTENTION_MODELS = ["baseline", "full"] if "baseline" in VARIANTS else ["full"]
 DATASETS = config["datasets"]

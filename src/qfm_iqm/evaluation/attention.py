@@ -8,6 +8,7 @@ backbone, descriptor and quality model stay frozen and no parameter gradient is 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -106,9 +107,8 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
     net = create_backbone(backbone, weights)
     cfg = data_config(net)
     net.requires_grad_(False)
-    describers = {name: cut(create_backbone(backbone, weights).requires_grad_(False),
-                            model.spec["partial"]["from_block"])[0] if "partial" in model.spec
-                  else MultiScaleDescriptor(net) for name, model in models.items()}
+    describers = {name: cut(copy.deepcopy(net), model.spec["partial"]["from_block"])[0] if "partial" in model.spec
+                  else MultiScaleDescriptor(net) for name, model in models.items()}  # a cut takes a ViT apart
     mean, std = torch.tensor(cfg["mean"]), torch.tensor(cfg["std"])
     items = []
     for row in meta.itertuples(index=False):

@@ -6,6 +6,7 @@ without it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def split_metrics(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureSet, rows: pd.DataFrame,
                      feats: FeatureSet, activations: FeatureSet | None, models: dict[str, Any],
                      ridge_alphas: list[float], noise: dict,
-                     finetuned: list[pd.DataFrame] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                     finetuned: Sequence[pd.DataFrame] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The test part of one split: its ``rows`` with their cached ``feats`` (and ``activations``, read by the
     models with a trained backbone top), after the training part's ``train_rows`` and ``train_feats``.
 

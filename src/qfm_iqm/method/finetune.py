@@ -49,7 +49,7 @@ from qfm_iqm.method.train import (
     qfm_loss,
     seed_everything,
 )
-from qfm_iqm.pipeline.config import loss_settings
+from qfm_iqm.pipeline.config import finetune_training, loss_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def student_config(student: dict, finetune: dict, crop: int, partial: dict | Non
     """The fine-tune settings of a student config: its loss settings (``qfm_iqm.pipeline.config.loss_settings``),
     then the config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size``
     and ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
-    own = {"lr" if k == "lr_head" else k: v for k, v in finetune.items() if k not in ("enabled", "variants", "arch")}
+    own = {"lr" if k == "lr_head" else k: v for k, v in finetune_training(finetune).items()}
     from_block = {"from_block": partial["from_block"]} if partial else {}
     return FinetuneConfig(**{**loss_settings(student), **own, **from_block}, crop=crop)
 

@@ -163,11 +163,12 @@ RESERVED_MODELS = ("ridge", "teacher", "full")
 FINETUNED = "finetune"  # the fine-tuned full student's model name; a fine-tuned variant's is "finetune_<variant>"
 
 
-def _patch(base: dict, patch: dict) -> dict:
-    """``base`` with ``patch`` merged in recursively (validation names a key that is not a config key)."""
+def merged(base: dict, patch: dict) -> dict:
+    """``base`` with ``patch`` merged in recursively, as Snakemake merges config files and an ablation variant patches
+    the student (validation names a key that is not a config key)."""
     out = dict(base)
     for k, v in patch.items():
-        out[k] = _patch(base[k] if isinstance(base.get(k), dict) else {}, v) if isinstance(v, dict) else v
+        out[k] = merged(base[k] if isinstance(base.get(k), dict) else {}, v) if isinstance(v, dict) else v
     return out
 
 
@@ -183,7 +184,7 @@ def resolve_variants(config: dict, schema_path: str | Path = SCHEMA) -> dict[str
             raise ConfigError(f"config key 'ablation.run': the name '{name}' is reserved")
         if name not in config["ablation"]["variants"]:
             raise ConfigError(f"config key 'ablation.run': variant '{name}' has no entry under 'ablation.variants'")
-        variants[name] = _patch(config["student"], config["ablation"]["variants"][name] or {})
+        variants[name] = merged(config["student"], config["ablation"]["variants"][name] or {})
         try:
             validate({**config, "student": variants[name]}, schema_path)
         except ConfigError as err:
@@ -249,6 +250,12 @@ def active_settings(student: dict) -> dict:
     if matching_on(student):
         return student
     return {**student, "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
+
+
+def finetune_training(section: dict) -> dict:
+    """The keys of a config's ``finetune`` section that say how a fine-tuned student trains: all but those that say
+    which students fine-tune (``enabled``, ``variants``, ``arch``)."""
+    return {k: v for k, v in section.items() if k not in ("enabled", "variants", "arch")}
 
 
 def loss_settings(student: dict) -> dict:
