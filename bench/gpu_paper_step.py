@@ -1,6 +1,7 @@
 """The paper's fine-tune step on a GPU: ms per step of the fine-tuned baseline (DEIQT) and full model of
-config/paper.yaml (ViT-S/16 under the DEIQT decoder, the CLS query, random weights: no hub is needed), at the paper's
-batch size, with the fraction of time spent waiting for data and the peak GPU memory. One table in a few minutes.
+config/paper.yaml (ViT-S/16 under the DEIQT decoder, the CLS query, random weights: no hub is needed), with its recipe
+(DEIQT's: 16 images per step, mixed precision, clipping, the warm-up schedule), the fraction of time spent waiting for
+data, the peak GPU memory and the dry run's estimate of it. One table in a few minutes.
 
     python bench/gpu_paper_step.py                 # on a CUDA machine, from the repository root
     python bench/gpu_paper_step.py --steps 10      # fewer steps per epoch
@@ -20,7 +21,7 @@ import torch
 from gpu_throughput import images
 from validate_student import merged_config
 
-from qfm_iqm.method.finetune import finetune, student_config
+from qfm_iqm.method.finetune import finetune, gpu_memory_estimate, student_config
 from qfm_iqm.pipeline.config import finetuned_variants
 
 
@@ -38,7 +39,8 @@ def main() -> None:
     batch = section["batch_size"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        train = images(Path(tmp), batch * args.steps, args.images_dir)
+        # as many images as make args.steps steps of crops_per_epoch crops each
+        train = images(Path(tmp), -(-batch * args.steps // section["crops_per_epoch"]), args.images_dir)
         pool = train.assign(image_id="pool" + train["image_id"], teacher_score=train["score"])
         partners = np.random.default_rng(0).permutation(len(train))
         for name in ("finetune_baseline", "finetune"):
@@ -48,11 +50,15 @@ def main() -> None:
             _, history = finetune(config["backbone"]["name"], "none", student["arch"], cfg,
                                   train, partners, pool if cfg.kd_weight > 0 else None, train)
             last = history.iloc[-1]
-            rows.append({"model": name, "batch (images)": batch, "steps": args.steps,
-                         "ms/step": 1000 * last["seconds"] / args.steps, "data wait": last["data_wait"],
-                         "peak GiB": torch.cuda.max_memory_allocated() / 2**30})
+            images_per_step = batch * (2 if cfg.kd_weight > 0 else 1)
+            rows.append({"model": name, "batch (images)": batch, "steps": int(last["steps"]),
+                         "ms/step": 1000 * last["seconds"] / last["steps"], "data wait": last["data_wait"],
+                         "peak GiB": torch.cuda.max_memory_allocated() / 2**30,
+                         "estimate GiB": gpu_memory_estimate(config["backbone"]["name"], cfg.crop, images_per_step,
+                                                             cfg.precision)})
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {config['backbone']['name']} (random weights), "
-          f"crop {config['crops']['size']}, precision {cfg.precision}; second epoch of 2")
+          f"crop {config['crops']['size']}, precision {cfg.precision} (amp: float16 with a grad scaler), clipping "
+          f"{cfg.clip_grad_norm}, schedule {cfg.schedule}; second epoch of 2")
     print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
 
 

@@ -54,3 +54,37 @@ def test_every_relative_link_resolves() -> None:
     broken = [f"{page.relative_to(REPO).as_posix()}: {target}"
               for page in pages() for target, resolved in relative_targets(page) if not resolved.exists()]
     assert not broken, "links to missing files:\n" + "\n".join(broken)
+
+
+QUOTED = re.compile(r"`([a-z_0-9]+(?:\.[a-z_0-9]+)+): ([^`]+)`")  # `finetune.epochs: 9`
+
+
+def paper_table() -> list[str]:
+    """The rows of the README's table of the paper's configuration."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| method (section 2) | `config/paper.yaml`"))
+    rows = []
+    for line in lines[start + 2:]:  # after the header and its rule
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_the_readmes_paper_table_quotes_the_resolved_configuration() -> None:
+    """Every `key: value` the README's paper table quotes is config/paper.yaml's resolved value (over
+    config/config.yaml, with the schema's defaults filled in)."""
+    import yaml
+
+    from qfm_iqm.pipeline.config import merged, validate
+
+    config = merged(yaml.safe_load((REPO / "config/config.yaml").read_text()),
+                    yaml.safe_load((REPO / "config/paper.yaml").read_text()))
+    validate(config)
+    quoted = [match for row in paper_table() for match in QUOTED.findall(row)]
+    assert len(quoted) >= 25 and any(key == "student.matching.eps" for key, _ in quoted)
+    for key, text in quoted:
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        assert value == yaml.safe_load(text), f"README says `{key}: {text}`, the resolved configuration {value!r}"

@@ -77,6 +77,23 @@ def test_corrected_resampled_t_test_allows_for_overlapping_training_parts() -> N
     assert np.isnan(evaluate.corrected_ttest(d[:1], 0.2)) and evaluate.corrected_ttest(np.zeros(4), 0.2) == 1.0
 
 
+def test_correlation_intervals_stay_inside_minus_one_one() -> None:
+    """Spread-out per-split correlations: the corrected t interval of their plain mean leaves [-1, 1], the one on
+    Fisher's z scale (summarise's mean CI, the headline's) does not."""
+    r = np.array([0.95, -0.3, 0.9, 0.1, 0.85, -0.5])
+    plain = evaluate.mean_ci(r, 0.2)
+    assert plain[0] < -1 or plain[1] > 1
+    low, high = evaluate.correlation_ci(r, 0.2)
+    assert -1 < low < r.mean() < high < 1
+    z = np.arctanh(r)  # the corrected t interval on the z scale, back through tanh
+    assert (low, high) == pytest.approx(tuple(np.tanh(evaluate.mean_ci(z, 0.2))))
+    per_split = pd.DataFrame({"model": "a", "split": range(6), "srcc": r, "plcc": r[::-1], "krcc": r, "rmse": 0.1})
+    row = evaluate.summarise(per_split, resamples=200).iloc[0]
+    for m in ("srcc", "plcc"):
+        assert -1 < row[f"{m}_mean_ci_low"] < row[f"{m}_mean"] < row[f"{m}_mean_ci_high"] < 1
+    assert np.isnan(evaluate.correlation_ci(r[:1], 0.2)[0]) and evaluate.correlation_ci(np.ones(3), 0.2)[1] <= 1
+
+
 def test_smallest_detectable_effect_and_too_few_splits() -> None:
     d = np.random.default_rng(0).normal(0, 0.02, 400)
     s = d.std(ddof=1)

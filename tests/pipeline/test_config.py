@@ -17,6 +17,7 @@ from qfm_iqm.method.heads import HEADS
 from qfm_iqm.method.pairs import STRATEGIES
 from qfm_iqm.method.train import LOSSES
 from qfm_iqm.pipeline.config import (
+    WARMUP_STEP_KEYS,
     ConfigError,
     check_cross_dataset,
     check_splits,
@@ -87,9 +88,21 @@ def test_paper_config_fine_tunes_the_deiqt_decoder_and_its_baseline() -> None:
 def test_a_fine_tuned_student_trains_on_the_finetune_keys_that_say_how_not_which() -> None:
     """Which students fine-tune (``enabled``, ``variants``, ``arch``) is not how each trains: adding a variant reruns no
     other model's fine-tune job."""
-    section = _shipped("paper.yaml")["finetune"]
+    config = _shipped("paper.yaml")
+    validate(config, SCHEMA)  # the schema's defaults filled in
+    section = config["finetune"]
     training = finetune_training(section)
-    assert set(training) == set(section) - {"enabled", "variants", "arch"} and training["lr_backbone"] == 2.0e-5
+    assert set(training) == set(section) - {"enabled", "variants", "arch"} and training["lr_backbone"] == 2.0e-4
+    assert training["warmup_epochs"] == 3 and training["decay_rate"] == 0.1  # DEIQT's schedule: the schema's defaults
+
+
+def test_the_warm_up_keys_train_only_a_warm_up_schedule() -> None:
+    """Under one-cycle the warm-up and decay keys change nothing, so changing them reruns no fine-tune job."""
+    config = _shipped()
+    validate(config, SCHEMA)
+    assert config["finetune"]["schedule"] == "onecycle" and config["finetune"]["warmup_epochs"] == 3
+    assert not set(finetune_training(config["finetune"])) & set(WARMUP_STEP_KEYS)
+    assert set(WARMUP_STEP_KEYS) <= set(finetune_training({**config["finetune"], "schedule": "warmup_step"}))
 
 
 def test_fine_tuned_variants_are_checked() -> None:

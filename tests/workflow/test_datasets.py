@@ -29,14 +29,21 @@ def test_paper_dry_run_shows_the_whole_dag_without_data(tmp_path: Path) -> None:
     n_datasets, n_splits, n_students = 8, 10, 5  # full + four one-component variants
     assert jobs["acquire_dataset"] == n_datasets
     assert jobs["prepare_dataset"] + jobs["prepare_resized_dataset"] == n_datasets
-    assert jobs["prepare_resized_dataset"] == 2  # KonIQ-10k at 512x384, SPAQ at a 512 short side
+    assert jobs["prepare_resized_dataset"] == 2  # KonIQ-10k and SPAQ at 384x512, as DEIQT resizes them
     assert jobs["make_splits"] == n_datasets
     assert jobs["extract_features"] == 2 * n_datasets  # labelled set and expansion pool
     assert jobs["evaluate_split"] == n_datasets * n_splits
     assert jobs["finetune_student"] == n_datasets * n_splits * n_students  # full and the variants, DEIQT's baseline too
-    for name in ("finetune", "finetune_baseline"):  # each fine-tuned model's jobs and GPU memory, up front
-        assert re.search(rf"^  {name} +80 jobs, \d+ images with gradients per step, about \d+\.\d GiB of GPU memory each$",
-                         proc.stderr, re.MULTILINE), name
+    assert jobs["finetune_sensitivity"] == n_datasets * n_splits  # claim 2 on the fine-tuned models, one job a split
+    for name in ("finetune", "finetune_baseline"):  # each fine-tuned model's jobs, recipe and GPU memory, up front
+        block = re.search(rf"^  {name} +80 jobs, (?:16|32) images with gradients per step, about \d+\.\d GiB of GPU memory "
+                          rf"each\n    (.*)\n    (.*)$", proc.stderr, re.MULTILINE)
+        assert block, name
+        steps, recipe = block.groups()
+        assert steps.startswith("9 epochs; steps per epoch (training images x 10 crops / 16): ")
+        assert "livec 582 (930)" in steps  # 930 training images x 10 crops / 16
+        assert recipe.startswith("lr: warm-up from 2e-07 to 0.0002 (backbone 0.0002) over 3 epochs, then x0.1 every 3 "
+                                 "epochs (floor 2e-07)") and "precision amp (float16 with a grad scaler" in recipe
     for name in ("finetune", "finetune_baseline"):
         assert f"results/livec/split9/{name}/model.pt" in proc.stdout
     assert jobs["train_teacher"] == n_datasets * (n_splits + 1)  # and each dataset's final model on every image

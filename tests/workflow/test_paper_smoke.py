@@ -15,6 +15,7 @@ from conftest import REPO
 from dataset_fixtures import make_fixture
 from workflow_helpers import scheduled_jobs, snakemake, write_config
 
+from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.method import finetune
 from qfm_iqm.pipeline.config import merged
@@ -80,6 +81,28 @@ def test_the_paper_dag_fine_tunes_the_deiqt_decoder_over_vit_tokens(paper_run: P
     assert baseline["query"] == "cls" and not baseline["gate"]
 
 
+def test_the_paper_dag_trains_with_deiqts_recipe(paper_run: Path) -> None:
+    """config/paper.yaml's recipe reaches every fine-tune job: the learning rate warms up from 2e-7 to 2e-4 and is
+    divided by 10 after the first decay period; each epoch draws crops_per_epoch crops of every training image; the
+    gradients are clipped; the test scores average the 10 test crops."""
+    config = yaml.safe_load((paper_run / "config.yaml").read_text())
+    train, test = (pd.read_csv(paper_run / "results/csiq/splits.csv").query(f"split == 0 and part == '{p}'")
+                   for p in ("train", "test"))
+    for name in FINETUNED:
+        log = pd.read_csv(paper_run / f"results/csiq/split0/{name}/log.csv")
+        assert log["lr_start"].tolist() == pytest.approx([2e-7, 2e-4, 2e-5])  # first step, warmed up, first decay
+        assert (log["samples"] == len(train) * config["finetune"]["crops_per_epoch"]).all()
+        assert (log["steps"] == -(-len(train) // 4)).all() and (log["grad_norm_max"] > 0).all()
+    stored = pd.read_csv(paper_run / "results/csiq/split0/finetune/predictions.csv", dtype={"image_id": str})
+    assert set(stored["image_id"]) == set(test["image_id"].astype(str))
+    meta = read_meta(paper_run / "data/csiq/meta.csv").set_index("image_id").loc[stored["image_id"]].reset_index()
+    model = finetune.load(paper_run / "results/csiq/split0/finetune/model.pt")
+    recipe = finetune.scoring_recipe(config["crops"], 10)
+    np.testing.assert_allclose(stored["finetune"], finetune.predict(model, meta, recipe, 8), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(stored["finetune"], finetune.predict(model, meta, finetune.scoring_recipe(config["crops"], 1),
+                                                                8), atol=1e-5)
+
+
 def test_the_partner_tokens_reach_the_decoder_input(paper_run: Path) -> None:
     """The semantic noise reaches the decoder: in the run, L_sens (|noisy - clean prediction|) is non-zero on every
     epoch; in the trained model, partner images change what the decoder reads."""
@@ -93,3 +116,29 @@ def test_the_partner_tokens_reach_the_decoder_input(paper_run: Path) -> None:
         model(images)
         model(images, partners, eps=0.3)
     assert seen[0].shape == (1, 101, 64) and not torch.allclose(seen[0], seen[1])
+
+
+def test_the_claims_table_tests_the_fine_tuned_models_first(paper_run: Path) -> None:
+    """claims.md: the fine-tuned models' rows for claims 1, 2 (both probes), 3 and 5, then the frozen students'; a
+    claim-4 row from the cross-dataset predictions (koniq10k to csiq: a paired bootstrap over csiq's images)."""
+    for name in ("csiq", "koniq10k"):
+        table = pd.read_csv(paper_run / f"results/{name}/claims.csv")
+        tuned = table[table["block"] == "fine-tuned"].set_index("claim")
+        assert table["block"].drop_duplicates().tolist() == ["fine-tuned", "frozen"]
+        assert tuned.loc["1. accuracy: full beats its base", "comparison"] == "finetune - finetune_baseline"
+        assert tuned.loc["1. accuracy: full beats its base", "verdict"] == "inconclusive"  # one split: no test
+        sensitivity = tuned[tuned.index.str.startswith("2. ")]
+        assert len(sensitivity) == 2 and np.isfinite(sensitivity["effect"]).all()  # both probes, fine-tuned
+        assert tuned.loc["3. robustness to semantic confounders (test images far in content)", "splits"] == 1
+        components = tuned[tuned.index.str.startswith("5. ")]
+        assert components["comparison"].str.startswith("finetune_").all() and np.isfinite(components["effect"]).all()
+        markdown = (paper_run / f"results/{name}/claims.md").read_text()
+        assert markdown.startswith(f"# {name}: the paper's claims, tested (test_vit, decoder head, fine-tuned)")
+        assert "## Frozen-backbone students: full vs baseline (mlp head, frozen features)" in markdown
+    cross = pd.read_csv(paper_run / "results/koniq10k/claims.csv").set_index(["block", "claim"])
+    row = cross.loc[("fine-tuned", "4. cross-dataset generalisation (tested on csiq)")]
+    assert row["comparison"] == "finetune - finetune_baseline" and np.isfinite(row["p"]) and row["splits"] == 1
+    assert row["verdict"] in {"supported", "not supported", "inconclusive"} and "bootstrap" in row["test"]
+    assert cross.loc[("frozen", "4. cross-dataset generalisation (tested on csiq)"), "verdict"] == "not run"
+    csiq = pd.read_csv(paper_run / "results/csiq/claims.csv").set_index(["block", "claim"])
+    assert csiq.loc[("fine-tuned", "4. cross-dataset generalisation"), "verdict"] == "not run"  # no pair from csiq

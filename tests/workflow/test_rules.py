@@ -37,9 +37,13 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
     assert 0 <= summary.set_index("model").loc["full", "srcc_p_corrected_vs_baseline"] <= 1
     assert "| full | 2 |" in (res / "summary.md").read_text()
     claims = pd.read_csv(res / "claims.csv")
-    assert len(claims) == 8 and claims.loc[0, "splits"] == 2 and pd.isna(claims.loc[0, "claimed"])  # no published gain
+    assert len(claims) == 9 and claims.loc[0, "splits"] == 2 and pd.isna(claims.loc[0, "claimed"])  # no published gain
     assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive", "not run"}
-    assert "| 1. accuracy: full beats its base | full - baseline | SRCC | 2 |" in (res / "claims.md").read_text()
+    assert (claims["block"] == "frozen").all() and claims["claim"].str.startswith("2. ").sum() == 2  # both probes
+    assert claims["measure"].str.contains("additive noise at eps").any()
+    claims_md = (res / "claims.md").read_text()
+    assert claims_md.startswith("# tiny: the paper's claims, tested (tf_efficientnet_lite0, mlp head, frozen features)")
+    assert "| 1. accuracy: full beats its base | full - baseline | SRCC | 2 |" in claims_md
     assert "content_distance" in pd.read_csv(res / "split0/predictions.csv")
     sensitivity = pd.read_csv(res / "sensitivity.csv")
     assert sensitivity["model"].tolist() == models[1:] and (sensitivity["mean_abs_shift"] > 0).all()

@@ -73,22 +73,39 @@ def state_acquisition_plan():
         print(plan_text(todo, DigestLock(config["acquire"]["lock"]), config["acquire"]["policy"]), file=sys.stderr)
 
 
-def state_finetune_plan():
-    """Before any work (also in a dry run), when fine-tune mode runs on a GPU: each fine-tuned model's job count and
-    the GPU memory one of its jobs is expected to need (``gpu_memory_estimate``; Snakemake's job stats give the rest)."""
-    section = config["finetune"]
-    if not FINETUNED or section["device"] == "cpu" or not workflow.is_main_process:
-        return
-    from qfm_iqm.method.finetune import gpu_memory_estimate  # imports torch and timm: fine-tune runs only
+def training_images(name):
+    """A dataset's training images per split, for the dry run: the test fraction taken from its published (or
+    configured ``expected_count``) size, approximate where splits go by reference; None when not known in advance."""
+    cfg = DATASETS[name]
+    kind = data.KINDS.get(cfg["kind"])
+    count = cfg.get("expected_count") or (kind.expected_count if kind else None)
+    if not count or cfg.get("split") == "official":
+        return None
+    return count - max(1, round(config["splits"]["test_fraction"] * count))
 
-    lines = [f"Fine-tune mode on {section['device']}, one GPU per job (estimates; bench/gpu_paper_step.py measures):"]
+
+def state_finetune_plan():
+    """Before any work (also in a dry run), in fine-tune mode: per fine-tuned model, its job count, how it trains
+    (``recipe_text``: epochs, steps per epoch, the lr schedule, precision) and, on a GPU, the memory one of its jobs is
+    expected to need (``gpu_memory_estimate``; Snakemake's job stats give the rest)."""
+    section = config["finetune"]
+    if not FINETUNED or not workflow.is_main_process:
+        return
+    from qfm_iqm.method.finetune import gpu_memory_estimate, recipe_text, student_config  # imports torch and timm
+
+    gpu = section["device"] != "cpu"
+    lines = [f"Fine-tune mode on {section['device']}" + (", one GPU per job (memory: estimates; "
+                                                         "bench/gpu_paper_step.py measures):" if gpu else ":")]
     for name, student in FINETUNED.items():
         jobs = sum(name in split_finetuned(config, FINETUNED, split) for dataset in config["run"]
                    for split in range(n_splits(dataset)))
-        images = section["batch_size"] * (2 if student["distillation"]["kd_weight"] > 0 else 1)
-        gib = gpu_memory_estimate(BACKBONE, config["crops"]["size"], images, student["train"]["precision"])
-        memory = f"about {gib:.1f} GiB of GPU memory each" if gib else "GPU memory not estimated (not a ViT)"
-        lines.append(f"  {name:<24} {jobs:>4} jobs, {images} images with gradients per step, {memory}")
+        cfg = student_config(student, section, config["crops"]["size"], config["partial"])
+        images = cfg.batch_size * (2 if cfg.kd_weight > 0 else 1)
+        gib = gpu_memory_estimate(BACKBONE, cfg.crop, images, cfg.precision) if gpu else None
+        memory = f", about {gib:.1f} GiB of GPU memory each" if gib else ""
+        recipe = recipe_text(cfg, {dataset: training_images(dataset) for dataset in config["run"]})
+        lines += [f"  {name:<24} {jobs:>4} jobs, {images} images with gradients per step{memory}",
+                  *(f"    {line}" for line in recipe.splitlines())]
     print("\n".join(lines), file=sys.stderr)
 
 
@@ -393,3 +410,47 @@ def all_targets():
     for name in config["run"]:
         targets += expand("results/{dataset}/split{split}/pair_stats.json", dataset=name, split=range(n_splits(name)))
     return targets
+
+
+def noise_probe(student):
+    """A student's training noise as a sensitivity probe (claim 2's second): its ``matching`` eps and noise form."""
+    return {"eps": student["matching"]["eps"], "form": student["matching"]["noise_form"]}
+
+
+def training_probes(wildcards):
+    """The second sensitivity probe of each model evaluated on the job's split: its student's training noise
+    (``noise_probe``); the teacher, which trains without it, gets the full student's."""
+    students = {"teacher": VARIANTS["full"], **{v: VARIANTS[v] for v in variants_of(wildcards)}}
+    return {name: noise_probe(s) for name, s in students.items()}
+
+
+def finetune_probes(wildcards):
+    """The sensitivity probes of each fine-tuned model of the job's split (claim 2): the paper's additive noise at
+    ``evaluation.sensitivity_eps``, and the model's own training noise (``noise_probe``)."""
+    additive = {"eps": config["evaluation"]["sensitivity_eps"], "form": "add"}
+    return {name: {"additive": additive, "training": noise_probe(FINETUNED[name])} for name in finetuned_of(wildcards)}
+
+
+def claims_blocks():
+    """The blocks of the claims table (``qfm_iqm.evaluation.claims.Block``): in fine-tune mode first the fine-tuned
+    full student against the fine-tuned reference (the paper's comparison), then the frozen students; else these
+    alone."""
+    frozen = {"name": "frozen", "full": "full", "reference": config["ablation"]["reference"],
+              "head": VARIANTS["full"]["arch"]["head"], "mode": feature_mode("full")}
+    full = finetuned_name("full")
+    if not FINETUNED_REFERENCE or full not in FINETUNED:
+        return [frozen]
+    return [{"name": "fine-tuned", "full": full, "reference": FINETUNED_REFERENCE,
+             "head": FINETUNED[full]["arch"]["head"], "mode": feature_mode(full), "fine_tuned": True}, frozen]
+
+
+def claims_inputs(wildcards):
+    """What the claims table reads besides the summaries: the fine-tuned models' sensitivity files (both probes, every
+    split they are trained on; only when it has a fine-tuned block) and the cross-dataset predictions of the pairs
+    trained on the dataset."""
+    name = wildcards.dataset
+    finetuned = [] if len(claims_blocks()) == 1 else [
+        f"results/{name}/split{split}/finetune_sensitivity.csv" for split in range(n_splits(name))]
+    cross = [f"results/cross_dataset/{name}/{test}/split{split}/predictions.csv"
+             for train, test in CROSS["pairs"] if train == name for split in range(n_splits(name))]
+    return {"finetuned_sensitivity": finetuned, "cross": cross}

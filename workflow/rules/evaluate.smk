@@ -17,8 +17,10 @@ rule evaluate_split:
         split="{split}",
         variants=variants_of,
         ridge_alphas=config["evaluation"]["ridge_alphas"],
-        sensitivity={"eps": config["evaluation"]["sensitivity_eps"], "large_gap": config["pairs"]["large_gap"],
-                     "tau": config["pairs"]["tau"], "k_fallback": config["pairs"]["k_fallback"]},
+        sensitivity=lambda wildcards: {"eps": config["evaluation"]["sensitivity_eps"],
+                                       "large_gap": config["pairs"]["large_gap"], "tau": config["pairs"]["tau"],
+                                       "k_fallback": config["pairs"]["k_fallback"],
+                                       "training": training_probes(wildcards)},
     log:
         "logs/{dataset}/split{split}/evaluate_split.log",
     benchmark:
@@ -62,6 +64,7 @@ rule summarize:
 
 rule claims:
     input:
+        unpack(claims_inputs),
         metrics="results/{dataset}/metrics.csv",
         summary="results/{dataset}/summary.csv",
         sensitivity=per_split("results/{dataset}/split{split}/sensitivity.csv"),
@@ -73,11 +76,13 @@ rule claims:
         headline="results/{dataset}/headline.csv",
     params:
         dataset="{dataset}",
-        reference=config["ablation"]["reference"],
+        backbone=BACKBONE,
+        blocks=claims_blocks(),
         test_fraction=config["splits"]["test_fraction"],
         claimed_gain=lambda wildcards: config["comparison"]["claimed_gain"].get(DATASETS[wildcards.dataset]["kind"]),
         student=config["student"],
         synthetic_seeds=config["evaluation"]["synthetic_seeds"],
+        bootstrap=config["evaluation"]["bootstrap"],
         headline=["ridge", "teacher", config["ablation"]["reference"], "full", *filter(None, [FINETUNED_REFERENCE]),
                   finetuned_name("full")],
     log:

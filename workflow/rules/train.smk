@@ -102,3 +102,34 @@ rule finetune_student:
         gpu=1 if config["finetune"]["device"] != "cpu" else 0,
     script:
         SCRIPT
+
+
+rule finetune_sensitivity:
+    input:
+        unpack(split_table),
+        models=lambda wildcards: expand("results/{dataset}/split{split}/{finetuned}/model.pt",
+                                        finetuned=finetuned_of(wildcards), **wildcards),
+        meta="data/{dataset}/meta.csv",
+        features=f"{FEATURES}/labelled.npz",
+    output:
+        sensitivity="results/{dataset}/split{split}/finetune_sensitivity.csv",
+    params:
+        split="{split}",
+        names=finetuned_of,
+        crops=config["crops"],
+        test_crops=config["finetune"]["test_crops"],
+        probes=finetune_probes,
+        sensitivity={"large_gap": config["pairs"]["large_gap"], "tau": config["pairs"]["tau"],
+                     "k_fallback": config["pairs"]["k_fallback"]},
+        batch_size=config["backbone"]["batch_size"],
+        device=config["finetune"]["device"],
+    log:
+        "logs/{dataset}/split{split}/finetune_sensitivity.log",
+    benchmark:
+        "benchmarks/{dataset}/split{split}/finetune_sensitivity.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=1 if config["finetune"]["device"] != "cpu" else 0,
+    script:
+        SCRIPT

@@ -1,4 +1,6 @@
-"""Resolution conventions (e.g. KonIQ-10k at 512x384, SPAQ with a 512-pixel short side)."""
+"""Resolution conventions (e.g. KonIQ-10k at 512x384, SPAQ with a 512-pixel short side), with Pillow's bicubic or
+bilinear filter (bilinear is what torchvision's ``Resize`` applies to a PIL image, as DEIQT resizes KonIQ-10k and
+SPAQ)."""
 
 from __future__ import annotations
 
@@ -23,11 +25,16 @@ def target_size(width: int, height: int, size: list[int] | None = None,
     return round(width * scale), round(height * scale)
 
 
+RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
 def resize_images(meta: pd.DataFrame, out_images: str | Path, out_meta: str | Path, threads: int = 1,
-                  **convention: list[int] | int) -> pd.DataFrame:
+                  *, resample: str, **convention: list[int] | int) -> pd.DataFrame:
     """Meta table whose images follow the resolution ``convention``: images already at their target size
-    keep their path; the others are resized (bicubic) into ``out_images`` as lossless PNGs, so that no
-    compression is added to a quality dataset. ``out_images`` appears only complete."""
+    keep their path; the others are resized (``resample``: a key of ``RESAMPLING``) into ``out_images`` as lossless
+    PNGs, so that no compression is added to a quality dataset. ``out_images`` appears only complete."""
+    if resample not in RESAMPLING:
+        raise KeyError(f"unknown resampling filter {resample!r}; known: {sorted(RESAMPLING)}")
     out_images = Path(out_images)
 
     def convert(row: tuple[str, str], tmp_dir: Path) -> str:
@@ -37,7 +44,7 @@ def resize_images(meta: pd.DataFrame, out_images: str | Path, out_meta: str | Pa
         if img.size == size:
             return path
         name = image_id.replace("/", "__") + ".png"
-        img.resize(size, Image.Resampling.BICUBIC).save(tmp_dir / name)
+        img.resize(size, RESAMPLING[resample]).save(tmp_dir / name)
         return os.path.relpath(out_images / name, Path(out_meta).parent)
 
     with atomic_path(out_images, folder=True) as tmp_dir:

@@ -54,10 +54,12 @@ def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureS
 
     Returns the predictions (with each image's content distance to the training part) of the ridge floor, of
     every model in ``models`` and of the fine-tuned students (``finetuned``: tables of image_id and one model's column);
-    their metrics; and each model's sensitivity to matched semantic noise (``qfm_iqm.evaluation.sensitivity``;
-    ``noise``: tau, k_fallback, eps, large_gap).
+    their metrics; and each model's sensitivity to matched semantic noise (``qfm_iqm.evaluation.sensitivity``), one
+    row per model and probe: "additive", the paper's (``noise``: tau, k_fallback, eps, large_gap), and "training",
+    the noise the model's student trained with (``noise["training"]``: model name -> its eps and form; models
+    without an entry get the additive probe only).
     """
-    from qfm_iqm.evaluation.sensitivity import matched_partners, sensitivity
+    from qfm_iqm.evaluation.sensitivity import encode, matched_partners, sensitivity
     from qfm_iqm.method.train import predict
 
     y = rows["score"].to_numpy()
@@ -69,7 +71,12 @@ def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureS
     for name, model in models.items():
         x = model_input(model, feats, activations)
         preds[name] = predict(model, x)
-        sens.append({"model": name, **sensitivity(model, x, y, partners, noise["eps"], noise["large_gap"])})
+        feats_in = encode(model, x)
+        probes = {"additive": (noise["eps"], "add")}
+        if name in noise.get("training", {}):
+            probes["training"] = (noise["training"][name]["eps"], noise["training"][name]["form"])
+        sens += [{"model": name, "probe": probe, **sensitivity(model, x, y, partners, eps, noise["large_gap"], feats_in,
+                                                               form)} for probe, (eps, form) in probes.items()]
     names = ["ridge", *models]
     for table in finetuned:
         name = table.columns.drop("image_id")[0]
@@ -152,6 +159,13 @@ def mean_ci(d: np.ndarray, test_fraction: float, confidence: float = 0.95) -> tu
     return float(d.mean() - half), float(d.mean() + half)
 
 
+def correlation_ci(r: np.ndarray, test_fraction: float, confidence: float = 0.95) -> tuple[float, float]:
+    """``mean_ci`` of per-split correlations ``r`` on Fisher's z scale (arctanh), back through tanh: the interval of
+    the z-averaged correlation, inside [-1, 1] (NaN with fewer than 2 splits)."""
+    z = np.arctanh(np.clip(np.asarray(r, dtype=float), -1 + 1e-12, 1 - 1e-12))
+    return tuple(float(np.tanh(v)) for v in mean_ci(z, test_fraction, confidence))
+
+
 def detectable_effect(d: np.ndarray, test_fraction: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest mean difference the corrected t-test on these splits detects with ``power`` at two-sided
     ``alpha``, given the spread of ``d`` (non-central t; NaN with fewer than 2 splits or no spread)."""
@@ -175,14 +189,15 @@ def holm(pvalues: pd.Series) -> pd.Series:
 
 
 def paired_tests(a: pd.Series, b: pd.Series, test_fraction: float, confidence: float) -> dict[str, float]:
-    """``a`` against ``b`` over the splits both have: mean difference with its corrected t CI, corrected t-test
-    and Wilcoxon p-values, the smallest detectable difference, and the number of splits where ``a`` is higher."""
+    """``a`` against ``b`` over the splits both have: mean difference with its corrected t CI at ``confidence``,
+    corrected t-test and Wilcoxon p-values, the smallest difference detectable at two-sided alpha = 1 - ``confidence``,
+    and the number of splits where ``a`` is higher."""
     both = a.notna() & b.notna()
     d = (a[both] - b[both]).to_numpy()
     low, high = mean_ci(d, test_fraction, confidence)
     return {"diff": float(d.mean()) if len(d) else np.nan, "diff_ci_low": low, "diff_ci_high": high,
             "p_corrected": corrected_ttest(d, test_fraction), "p_wilcoxon": paired_wilcoxon(a[both], b[both]),
-            "mde": detectable_effect(d, test_fraction), "wins": int((d > 0).sum()), "paired": len(d),
+            "mde": detectable_effect(d, test_fraction, 1 - confidence), "wins": int((d > 0).sum()), "paired": len(d),
             "too_few_splits": min_wilcoxon_p(len(d)) >= 0.05}
 
 
@@ -190,7 +205,8 @@ def summarise(per_split: pd.DataFrame, reference: str | None = None, test_fracti
               family: list[str] | None = None, resamples: int = 2000, confidence: float = 0.95,
               seed: int = 0) -> pd.DataFrame:
     """Median and inter-quartile range of every metric per model over splits; for SRCC and PLCC also the
-    mean with its corrected t CI, a bootstrap CI of the median and, against ``reference`` on the splits both were
+    mean with its corrected t CI (on Fisher's z scale: ``correlation_ci``), a bootstrap CI of the median and,
+    against ``reference`` on the splits both were
     run on, the tests of ``paired_tests``, with the corrected p-values of the models in ``family`` (default: all
     tested) Holm-adjusted together."""
     grouped = per_split.groupby("model", sort=False)[METRICS]
@@ -207,7 +223,7 @@ def summarise(per_split: pd.DataFrame, reference: str | None = None, test_fracti
         out[f"{m}_ci_low"] = [ci[k][0] for k in out.index]
         out[f"{m}_ci_high"] = [ci[k][1] for k in out.index]
         out[f"{m}_mean"] = [v.mean() for v in values.values()]
-        mean_cis = [mean_ci(v, test_fraction, confidence) for v in values.values()]
+        mean_cis = [correlation_ci(v, test_fraction, confidence) for v in values.values()]
         out[f"{m}_mean_ci_low"], out[f"{m}_mean_ci_high"] = [c[0] for c in mean_cis], [c[1] for c in mean_cis]
         if reference is not None:
             tests = pd.DataFrame({k: paired_tests(wide[m][k], wide[m][reference], test_fraction, confidence)

@@ -3,10 +3,10 @@
 On the test part of a split, every image gets a quality-matched, semantically farthest partner
 (mined within the test part by ground-truth score, as the paper's argument is about the data, not
 the model). A model's sensitivity is how far its prediction moves when ``eps`` x the partner's
-features are added to the image's own (crop by crop), relative to the spread of its clean
-predictions; and the paper's observation statistic is recomputed in the space the model's head
-sees (standardised, gated features): how often an image's nearest neighbour there differs in
-quality by more than ``large_gap``.
+features are added to the image's own (crop by crop: the paper's additive probe; the probe of a student's
+training noise uses its ``noise_form`` instead), relative to the spread of its clean predictions; and the
+paper's observation statistic is recomputed in the space the model's head sees (standardised, gated
+features): how often an image's nearest neighbour there differs in quality by more than ``large_gap``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def encode(model: QualityModel, x: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners: np.ndarray, eps: float,
-                large_gap: float, feats: torch.Tensor | None = None) -> dict[str, float]:
-    """Prediction shift under matched semantic noise and the observation statistic, for one model.
+                large_gap: float, feats: torch.Tensor | None = None, form: str = "add") -> dict[str, float | str]:
+    """Prediction shift under matched semantic noise of strength ``eps`` and ``form`` (``QualityModel.score``: "add",
+    the paper's superposition, or "mix") and the observation statistic, for one model.
 
     ``x``: (images, crops, ...) test inputs of ``model`` (pooled features, or cached activations for a
     model with a trained backbone top), or their ``encode``-d ``feats``; ``partners``: each image's
@@ -40,11 +41,11 @@ def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners:
     feats = encode(model, x) if feats is None else feats
     model.eval()
     clean = model.score(feats).mean(1).numpy()
-    noisy = model.score(feats, feats[partners], eps).mean(1).numpy()
+    noisy = model.score(feats, feats[partners], eps, form).mean(1).numpy()
     shift = np.abs(noisy - clean)
     rep = model.represent(feats).mean(1).numpy()
     observed, _ = pairs.observation(score, rep, large_gap, n_random=1, seed=0)
-    return {"eps": eps, "mean_abs_shift": float(shift.mean()),
+    return {"eps": eps, "form": form, "mean_abs_shift": float(shift.mean()),
             "relative_shift": float(shift.mean() / max(clean.std(), 1e-12)),
             "srcc_clean": float(stats.spearmanr(score, clean).statistic),
             "srcc_noisy": float(stats.spearmanr(score, noisy).statistic),

@@ -29,7 +29,7 @@ from torch import nn
 from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, data_config
 from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.features.loader import DataWait
-from qfm_iqm.features.precision import autocast
+from qfm_iqm.features.precision import autocast, grad_scaler
 from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import atomic_path, read_rgb
 from qfm_iqm.method.memory import pool_bank_ids
@@ -48,8 +48,9 @@ from qfm_iqm.method.train import (
     partner_rows,
     qfm_loss,
     seed_everything,
+    warmup_step,
 )
-from qfm_iqm.pipeline.config import finetune_training, loss_settings
+from qfm_iqm.pipeline.config import WARMUP_STEP_KEYS, finetune_training, loss_settings, schema_default
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,26 @@ class FinetuneConfig(TrainConfig):
     freeze_bn_stats: bool
     std_floor: float  # minimum feature std for standardisation, relative to the median std
     from_block: int | None = None  # decoder heads: the first trained block of the backbone (None: pooled heads)
+    # The recipe's keys (``RECIPE_KEYS``): None takes the schema's default of ``finetune.<name>``.
+    schedule: str | None = None  # "onecycle", or "warmup_step" (``qfm_iqm.method.train.step_lr``: the warm-up fields)
+    warmup_epochs: int | None = None  # warmup_step: a warm-up from warmup_lr to each group's lr over warmup_epochs,
+    warmup_lr: float | None = None
+    decay_epochs: int | None = None  # then x decay_rate every decay_epochs, never below min_lr
+    decay_rate: float | None = None
+    min_lr: float | None = None
+    clip_grad_norm: float | None = None  # the gradients' total norm is clipped to this (None: not clipped)
+    decay_exemptions: bool | None = None  # no weight decay on 1-D parameters, embeddings, tokens, queries
+    head_init: str | None = None  # "torch", or "trunc_normal": the decoder's Linear layers as DEIQT initialises them
+    test_crops: int | None = None  # crops averaged per test image (None: the config's crops.n)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in RECIPE_KEYS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, schema_default(f"finetune.{name}"))
+
+
+RECIPE_KEYS = ("schedule", *WARMUP_STEP_KEYS, "clip_grad_norm", "decay_exemptions", "head_init", "test_crops")
 
 
 def student_config(student: dict, finetune: dict, crop: int, partial: dict | None = None) -> FinetuneConfig:
@@ -139,6 +160,31 @@ def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: in
     return FinetuneModel(bottom, with_top(top, name, from_block, arch, size, bottom.early_size, top_lr_scale), pixels)
 
 
+def epoch_steps(images: int, cfg: FinetuneConfig) -> int:
+    """Optimiser steps per epoch on ``images`` training images: ``crops_per_epoch`` random crops of each, in batches of
+    ``batch_size`` (the last one smaller)."""
+    return -(-images * cfg.crops_per_epoch // cfg.batch_size)
+
+
+def recipe_text(cfg: FinetuneConfig, images: dict[str, int | None]) -> str:
+    """How a fine-tuned model trains, for the dry run: epochs, steps per epoch on each dataset's ``images`` training
+    images (None: not known before the data are prepared), the learning-rate schedule, precision, clipping and the
+    test crops."""
+    steps = ", ".join(f"{name} {epoch_steps(n, cfg)} ({n})" if n else f"{name} ? (known once prepared)"
+                      for name, n in images.items())
+    lr = (f"one-cycle to {cfg.lr:g} (backbone {cfg.lr_backbone:g})" if cfg.schedule == "onecycle" else
+          f"warm-up from {cfg.warmup_lr:g} to {cfg.lr:g} (backbone {cfg.lr_backbone:g}) over {cfg.warmup_epochs} "
+          f"epochs, then x{cfg.decay_rate:g} every {cfg.decay_epochs} epochs (floor {cfg.min_lr:g})")
+    precision = {"amp": "amp (float16 with a grad scaler on CUDA, bfloat16 elsewhere)"}.get(cfg.precision,
+                                                                                          cfg.precision)
+    clip = f"clipped at norm {cfg.clip_grad_norm:g}" if cfg.clip_grad_norm else "not clipped"
+    exempt = " (none on biases, norms, embeddings, tokens, queries)" if cfg.decay_exemptions else ""
+    return (f"{cfg.epochs} epochs; steps per epoch (training images x {cfg.crops_per_epoch} crops / {cfg.batch_size}): "
+            f"{steps}\n"
+            f"lr: {lr}; AdamW, weight decay {cfg.weight_decay:g}{exempt}; loss {cfg.loss}; precision {precision}; "
+            f"gradients {clip}; test crops: {cfg.test_crops or 'crops.n'}")
+
+
 def gpu_memory_estimate(name: str, crop: int, images: int, precision: str) -> float | None:
     """The expected peak GPU memory (GiB) of a fine-tune step of the timm ViT ``name`` with gradients through
     ``images`` crops of ``crop`` pixels (the batch, and as many pool images with distillation): weights, gradients and
@@ -154,9 +200,69 @@ def gpu_memory_estimate(name: str, crop: int, images: int, precision: str) -> fl
         return None
     tokens = (crop // net.patch_embed.patch_size[0]) * (crop // net.patch_embed.patch_size[1]) + net.num_prefix_tokens
     width, heads = net.embed_dim, net.blocks[0].attn.num_heads
-    per_block = tokens * width * (34 + 5 * heads * tokens / width) * (1 if precision == "bf16" else 2)
+    per_block = tokens * width * (34 + 5 * heads * tokens / width) * (1 if precision in ("bf16", "amp") else 2)
     state = 16 * sum(p.numel() for p in net.parameters())
     return (images * len(net.blocks) * per_block + state) / 2**30 + 0.5
+
+
+EXEMPT_NAMES = ("pos_embed", "cls_token", "reg_token", "position", "query")  # embeddings, tokens and queries
+
+
+def decay_exempt(name: str, param: nn.Parameter) -> bool:
+    """Whether DEIQT's optimiser leaves the parameter ``name`` without weight decay: biases, every 1-D parameter (norm
+    weights, layer scales), position embeddings, class (and register) tokens, and, here too, the decoder's queries."""
+    return param.ndim <= 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in EXEMPT_NAMES
+
+
+def exempt_from_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """``groups`` of ``model``'s parameters, each split in two: its ``decay_exempt`` parameters without weight decay,
+    the rest as they were (empty groups left out)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = []
+    for group in groups:
+        exempt = [decay_exempt(names[id(p)], p) for p in group["params"]]
+        kept = [p for p, e in zip(group["params"], exempt, strict=True) if not e]
+        spared = [p for p, e in zip(group["params"], exempt, strict=True) if e]
+        out += [{**group, "params": kept}, {**group, "params": spared, "weight_decay": 0.0}]
+    return [g for g in out if g["params"]]
+
+
+def init_decoder(model: nn.Module) -> None:
+    """DEIQT's initialisation of its decoder: every Linear layer of ``model``'s decoder heads trunc_normal (std 0.02),
+    bias 0. ValueError when ``model`` has no decoder."""
+    from qfm_iqm.method.heads import DecoderHead
+
+    decoders = [m for m in model.modules() if isinstance(m, DecoderHead)]
+    if not decoders:
+        raise ValueError("finetune.head_init 'trunc_normal' initialises a decoder head's Linear layers, and this model "
+                         "has no decoder (arch.head)")
+    for layer in (m for d in decoders for m in d.modules() if isinstance(m, nn.Linear)):
+        nn.init.trunc_normal_(layer.weight, std=0.02)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def parameter_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
+    """The optimiser's parameter groups: the backbone's at ``lr_backbone`` (none when a decoder trains its top from a
+    later block, ``from_block``: the backbone below stays frozen), then the quality model's
+    (``QualityModel.param_groups``), with ``decay_exemptions`` split into those with and without weight decay."""
+    frozen = bool(cfg.from_block)
+    model.descriptor.requires_grad_(not frozen)
+    bottom = [] if frozen else [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone,
+                                 "weight_decay": cfg.weight_decay}]
+    groups = [*bottom, *model.quality.param_groups(cfg.lr, cfg.weight_decay)]
+    return exempt_from_decay(model, groups) if cfg.decay_exemptions else groups
+
+
+def optimiser(cfg: FinetuneConfig, groups: list[dict], steps_per_epoch: int
+              ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over ``groups`` under ``cfg.schedule``: one-cycle over the whole run, or DEIQT's warm-up and steps."""
+    if cfg.schedule == "onecycle":
+        return one_cycle(groups, cfg.epochs * steps_per_epoch)
+    if cfg.schedule != "warmup_step":
+        raise KeyError(f"unknown schedule {cfg.schedule!r}; known: ['onecycle', 'warmup_step']")
+    return warmup_step(groups, steps_per_epoch, cfg.warmup_epochs, cfg.warmup_lr, cfg.decay_epochs, cfg.decay_rate,
+                       cfg.min_lr)
 
 
 def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -223,7 +329,10 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     device = resolve_device(cfg.device)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = build_model(create_backbone(backbone, weights), backbone, arch, cfg.crop, cfg.from_block,
-                        cfg.lr_backbone / cfg.lr).to(device, memory_format=fmt)
+                        cfg.lr_backbone / cfg.lr)
+    if cfg.head_init == "trunc_normal":
+        init_decoder(model)
+    model = model.to(device, memory_format=fmt)
     centre = CropRecipe(1, cfg.crop)
     y = torch.tensor(train["score"].to_numpy(), dtype=torch.float32)
     with torch.no_grad():
@@ -231,13 +340,9 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
         model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
                                      frozen=False)
     samples = len(train) * cfg.crops_per_epoch
-    steps_per_epoch = -(-samples // cfg.batch_size)
-    frozen = bool(cfg.from_block)  # a decoder over the top from a later block: the backbone below it stays frozen
-    model.descriptor.requires_grad_(not frozen)
-    bottom = [] if frozen else [{"params": list(model.descriptor.parameters()), "lr": cfg.lr_backbone,
-                                 "weight_decay": cfg.weight_decay}]
-    opt, sched = one_cycle([*bottom, *model.quality.param_groups(cfg.lr, cfg.weight_decay)],
-                           cfg.epochs * steps_per_epoch)
+    steps_per_epoch = epoch_steps(len(train), cfg)
+    opt, sched = optimiser(cfg, parameter_groups(model, cfg), steps_per_epoch)
+    scaler = grad_scaler(device, cfg.precision)
     match = partners is not None and (cfg.adv_weight > 0 or cfg.sens_weight > 0)
     distil = pool is not None and cfg.kd_weight > 0
     partner_of = torch.as_tensor(np.asarray(partners).reshape(len(train), -1)) if match else None
@@ -271,6 +376,7 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
             clock = DataWait()
             _train_mode(model, cfg.freeze_bn_stats)
             totals = new_totals()
+            lr_start = max(g["lr"] for g in opt.param_groups)
             steps = (torch.randperm(samples, generator=gen) % len(train)).split(cfg.batch_size)
             upcoming = plan(steps[0])
             for k in range(len(steps)):
@@ -292,9 +398,13 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
                     if distil:
                         kd_pred, kd_target = model.quality(feats[n:]), pool_y[step["pidx"]].to(device)
                 terms = qfm_loss(loss_fn, cfg, y[idx].to(device), *as_float(pred, noisy, kd_pred), kd_target)
-                optimise(opt, sched, terms, totals, steps_per_epoch)
+                lr_end = max(g["lr"] for g in opt.param_groups)
+                optimise(opt, sched, terms, totals, steps_per_epoch, cfg.clip_grad_norm,
+                         scaler if scaler.is_enabled() else None)
             means = epoch_means(totals)
-            history.append({"epoch": epoch + 1, **means, "seconds": clock.total_s, "data_wait": clock.fraction})
+            history.append({"epoch": epoch + 1, **means, "samples": sum(len(s) for s in steps), "steps": len(steps),
+                            "lr_start": lr_start, "lr_end": lr_end, "seconds": clock.total_s,
+                            "data_wait": clock.fraction})
             log_epoch(epoch + 1, cfg.epochs, means, f" {clock.total_s:.1f}s, data wait {100 * clock.fraction:.1f}%")
     with torch.no_grad():
         model.eval()
@@ -310,6 +420,31 @@ def predict(model: FinetuneModel, meta: pd.DataFrame, recipe: CropRecipe, batch_
     with torch.inference_mode():
         scores = _over_crops(model, meta, recipe, batch_size, device)
     return scores.float().cpu().numpy().reshape(len(meta), recipe.n).mean(1)
+
+
+def scoring_recipe(crops: dict, test_crops: int | None) -> CropRecipe:
+    """The crops a fine-tuned model's test images are scored on, their scores averaged: ``test_crops`` random crops
+    (None: the config's ``crops.n``) of the config's ``crops`` size, at seeded positions."""
+    return CropRecipe(**{**crops, "n": test_crops or crops["n"]})
+
+
+@torch.inference_mode()
+def noise_sensitivity(model: FinetuneModel, meta: pd.DataFrame, recipe: CropRecipe, partners: np.ndarray,
+                      probes: dict[str, dict], large_gap: float, batch_size: int = 32,
+                      device: str = "cpu") -> pd.DataFrame:
+    """``qfm_iqm.evaluation.sensitivity.sensitivity`` of a fine-tuned model on the images ``meta`` (image_id, path,
+    score), crop by crop of ``recipe``: each image's descriptor (or tokens) with its partner's (row ``partners``) under
+    each of ``probes`` (name -> eps, form); one row per probe."""
+    from qfm_iqm.evaluation.sensitivity import sensitivity
+
+    device = resolve_device(str(device))
+    model.eval().to(device)
+    x = _over_crops(model.features, meta, recipe, batch_size, device).float().cpu()
+    x = x.reshape(len(meta), recipe.n, *x.shape[1:]).numpy()
+    quality = model.quality.cpu()
+    rows = [{"probe": name, **sensitivity(quality, x, meta["score"].to_numpy(), partners, probe["eps"], large_gap,
+                                          form=probe["form"])} for name, probe in probes.items()]
+    return pd.DataFrame(rows)
 
 
 def save(model: FinetuneModel, path: str | Path, backbone_name: str) -> None:

@@ -112,12 +112,27 @@ def qfm_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg:
 
 
 def optimise(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-             terms: dict[str, torch.Tensor], totals: dict[str, torch.Tensor], steps_per_epoch: int) -> None:
-    """One optimiser and scheduler step on ``terms["loss"]``; adds the terms' epoch means to ``totals``, as
-    tensors: reading them (``epoch_means``) once an epoch spares a device sync per term and step."""
+             terms: dict[str, torch.Tensor], totals: dict[str, torch.Tensor], steps_per_epoch: int,
+             clip: float | None = None, scaler: torch.amp.GradScaler | None = None) -> None:
+    """One optimiser and scheduler step on ``terms["loss"]``: through the loss ``scaler`` (float16), with the gradients'
+    total norm clipped to ``clip`` (None: not clipped; measured after unscaling). Adds the terms' epoch means to
+    ``totals``, and with ``clip`` the largest norm before clipping (``grad_norm_max``), as tensors: reading them
+    (``epoch_means``) once an epoch spares a device sync per term and step."""
     opt.zero_grad()
-    terms["loss"].backward()
-    opt.step()
+    if scaler is None:
+        terms["loss"].backward()
+    else:
+        scaler.scale(terms["loss"]).backward()
+        scaler.unscale_(opt)
+    if clip is not None:
+        params = [p for group in opt.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip).detach().double().cpu()
+        totals["grad_norm_max"] = torch.maximum(totals.get("grad_norm_max", norm), norm)
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
     sched.step()
     for k, v in terms.items():
         totals[k] = totals[k] + v.detach().double() / steps_per_epoch
@@ -150,6 +165,28 @@ def one_cycle(groups: list[dict], total_steps: int) -> tuple[torch.optim.AdamW, 
     that peaks at each group's ``lr``."""
     opt = torch.optim.AdamW(groups)
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps)
+
+
+def step_lr(step: int, base: float, warmup: int, warmup_lr: float, decay: int, rate: float, floor: float) -> float:
+    """The learning rate of step ``step`` (from 0) under a linear warm-up from ``warmup_lr`` to ``base`` over ``warmup``
+    steps, then ``base`` x ``rate`` every ``decay`` steps counted from the warm-up's end, never below ``floor``: timm's
+    StepLRScheduler per update (``warmup_prefix``), as DEIQT schedules its training."""
+    if step < warmup:
+        return warmup_lr + step * (base - warmup_lr) / warmup
+    return max(floor, base * rate ** ((step - warmup) // decay))
+
+
+def warmup_step(groups: list[dict], steps_per_epoch: int, warmup_epochs: int, warmup_lr: float, decay_epochs: int,
+                decay_rate: float, min_lr: float) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over parameter ``groups`` (each with its ``lr`` and ``weight_decay``), each group's rate on ``step_lr``
+    with its ``lr`` as the base and the warm-up and decay periods in epochs of ``steps_per_epoch`` steps."""
+    opt = torch.optim.AdamW(groups)
+
+    def factor(base: float) -> Callable[[int], float]:
+        return lambda step: step_lr(step, base, warmup_epochs * steps_per_epoch, warmup_lr,
+                                    decay_epochs * steps_per_epoch, decay_rate, min_lr) / base if base > 0 else 0.0
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, [factor(g["lr"]) for g in groups])
 
 
 def clean_and_noisy(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, eps: float,

@@ -252,10 +252,15 @@ def active_settings(student: dict) -> dict:
     return {**student, "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
 
 
+WARMUP_STEP_KEYS = ("warmup_epochs", "warmup_lr", "decay_epochs", "decay_rate", "min_lr")  # schedule warmup_step's
+
+
 def finetune_training(section: dict) -> dict:
     """The keys of a config's ``finetune`` section that say how a fine-tuned student trains: all but those that say
-    which students fine-tune (``enabled``, ``variants``, ``arch``)."""
-    return {k: v for k, v in section.items() if k not in ("enabled", "variants", "arch")}
+    which students fine-tune (``enabled``, ``variants``, ``arch``), and those of a schedule it does not use (so that
+    changing them reruns nothing)."""
+    unused = ("enabled", "variants", "arch", *(WARMUP_STEP_KEYS if section["schedule"] != "warmup_step" else ()))
+    return {k: v for k, v in section.items() if k not in unused}
 
 
 def loss_settings(student: dict) -> dict:

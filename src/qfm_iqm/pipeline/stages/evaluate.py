@@ -51,7 +51,8 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     sens = pd.concat([pd.read_csv(p) for p in input.sensitivity], ignore_index=True)
     write_csv(per_split, output.metrics)
     write_csv(summary, output.summary)
-    write_csv(sens.drop(columns="split").groupby("model", sort=False).median().reset_index(), output.sensitivity)
+    paper = sens[sens["probe"] == "additive"].drop(columns=["split", "probe", "form"])  # the paper's probe
+    write_csv(paper.groupby("model", sort=False).median().reset_index(), output.sensitivity)
     title = f"{params.dataset}: {params.backbone}, {len(input.metrics)} splits; full model: {params.mode}"
     write_text(evaluate.to_markdown(summary, title, params.reference, params.finetuned_reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
@@ -64,13 +65,19 @@ def claims(input: NS, output: NS, params: NS) -> None:
     def joined(paths: list[str]) -> pd.DataFrame:
         return pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in paths], ignore_index=True)
 
-    summary = pd.read_csv(input.summary)
-    table = claims.claims_table(pd.read_csv(input.metrics), joined(input.sensitivity), joined(input.predictions),
-                                summary, params.reference, params.test_fraction, params.claimed_gain, params.student,
-                                params.synthetic_seeds)
+    sensitivity = pd.concat([joined(input.sensitivity), *map(pd.read_csv, input.finetuned_sensitivity)],
+                            ignore_index=True)  # the fine-tuned models' in finetune_sensitivity.csv, one per split
+    cross = {}  # test dataset -> the predictions of every split (results/cross_dataset/<train>/<test>/split<k>/...)
+    for path in input.cross:
+        cross.setdefault(Path(path).parents[1].name, []).append(path)
+    blocks = [claims.Block(**block) for block in params.blocks]
+    table = claims.claims_table(pd.read_csv(input.metrics), sensitivity, joined(input.predictions), blocks,
+                                params.test_fraction, params.claimed_gain, params.student, params.synthetic_seeds,
+                                {test: joined(paths) for test, paths in cross.items()}, params.bootstrap)
     write_csv(table, output.table, float_format="%.4g")
-    write_csv(claims.headline(summary, params.headline), output.headline)
-    write_text(claims.to_markdown(table, f"{params.dataset}: the paper's claims, tested"), output.markdown)
+    write_csv(claims.headline(pd.read_csv(input.summary), params.headline), output.headline)
+    write_text(claims.to_markdown(table, claims.title(params.dataset, params.backbone, blocks[0]), blocks),
+               output.markdown)
     log.info("\n%s", table.to_string(index=False))
 
 

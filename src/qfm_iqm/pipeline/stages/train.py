@@ -69,7 +69,6 @@ def train_student(input: NS, output: NS, params: NS) -> None:
 
 @stage
 def finetune_student(input: NS, output: NS, params: NS) -> None:
-    from qfm_iqm.features.extract import CropRecipe
     from qfm_iqm.method import finetune
 
     split = int(params.split)
@@ -83,6 +82,28 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
                                        mem.partners, pool, bank)
     finetune.save(model, output.model, backbone["name"])
     write_csv(history, output.log)
-    preds = finetune.predict(model, test, CropRecipe(**params.crops), backbone["batch_size"], cfg["device"])
+    preds = finetune.predict(model, test, finetune.scoring_recipe(params.crops, ft_cfg.test_crops),
+                             backbone["batch_size"], cfg["device"])
     write_csv(test[["image_id"]].assign(**{params.name: preds}), output.predictions)
     _write_info(output.info, mem, len(rows), student)
+
+
+@stage
+def finetune_sensitivity(input: NS, output: NS, params: NS) -> None:
+    import pandas as pd
+
+    from qfm_iqm.evaluation.sensitivity import matched_partners
+    from qfm_iqm.method import finetune
+
+    split = int(params.split)
+    test, feats = labelled(input, split, "test")
+    noise = params.sensitivity
+    partners = matched_partners(test["image_id"].to_numpy(), test["score"].to_numpy(), feats.semantic(), noise["tau"],
+                                noise["k_fallback"])
+    recipe = finetune.scoring_recipe(params.crops, params.test_crops)
+    tables = [finetune.noise_sensitivity(finetune.load(path), test, recipe, partners, params.probes[name],
+                                         noise["large_gap"], params.batch_size, params.device).assign(model=name)
+              for name, path in zip(params.names, input.models, strict=True)]
+    table = pd.concat(tables, ignore_index=True).assign(split=split)
+    write_csv(table, output.sensitivity)
+    log.info("split %d:\n%s", split, table.to_string(index=False))
