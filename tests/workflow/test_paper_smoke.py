@@ -18,7 +18,7 @@ from workflow_helpers import scheduled_jobs, snakemake, write_config
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.method import finetune
-from qfm_iqm.pipeline.config import merged
+from qfm_iqm.pipeline.config import finetuned_variants, merged
 
 pytestmark = pytest.mark.slow  # runs the paper's DAG: about 3 minutes on 2 cores
 FINETUNED = ["finetune", "finetune_baseline", "finetune_gate", "finetune_matching", "finetune_distillation"]
@@ -101,6 +101,16 @@ def test_the_paper_dag_trains_with_deiqts_recipe(paper_run: Path) -> None:
     np.testing.assert_allclose(stored["finetune"], finetune.predict(model, meta, recipe, 8), rtol=1e-4, atol=1e-5)
     assert not np.allclose(stored["finetune"], finetune.predict(model, meta, finetune.scoring_recipe(config["crops"], 1),
                                                                 8), atol=1e-5)
+    resolved = yaml.safe_load((paper_run / "results/config.yaml").read_text())  # the run's, defaults filled in
+    cfg = finetune.student_config(finetuned_variants(resolved)["finetune"], resolved["finetune"],
+                                  resolved["crops"]["size"], resolved["partial"])
+    assert (cfg.clip_grad_norm, cfg.precision, cfg.head_init, cfg.loss) == (5.0, "amp", "trunc_normal", "smooth_l1")
+    names = {id(p): n for n, p in model.named_parameters()}
+    spared = {names[id(p)] for g in finetune.parameter_groups(model, cfg) if g["weight_decay"] == 0
+              for p in g["params"]}  # the no-decay group the run's optimiser had
+    assert {"descriptor.vit.pos_embed", "descriptor.vit.cls_token", "quality.quality.head.query"} <= spared
+    assert {n for n in names.values() if n.endswith(".bias")} <= spared and "quality.top.blocks.0.attn.qkv.weight" \
+        not in spared
 
 
 def test_the_partner_tokens_reach_the_decoder_input(paper_run: Path) -> None:
@@ -139,6 +149,7 @@ def test_the_claims_table_tests_the_fine_tuned_models_first(paper_run: Path) -> 
     row = cross.loc[("fine-tuned", "4. cross-dataset generalisation (tested on csiq)")]
     assert row["comparison"] == "finetune - finetune_baseline" and np.isfinite(row["p"]) and row["splits"] == 1
     assert row["verdict"] in {"supported", "not supported", "inconclusive"} and "bootstrap" in row["test"]
-    assert cross.loc[("frozen", "4. cross-dataset generalisation (tested on csiq)"), "verdict"] == "not run"
+    frozen = cross.loc[("frozen", "4. cross-dataset generalisation (tested on csiq)")]  # paper.yaml crosses both pairs
+    assert frozen["comparison"] == "full - baseline" and np.isfinite(frozen["effect"]) and frozen["verdict"] != "not run"
     csiq = pd.read_csv(paper_run / "results/csiq/claims.csv").set_index(["block", "claim"])
     assert csiq.loc[("fine-tuned", "4. cross-dataset generalisation"), "verdict"] == "not run"  # no pair from csiq
