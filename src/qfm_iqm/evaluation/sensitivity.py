@@ -29,7 +29,7 @@ def encode(model: QualityModel, x: np.ndarray) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sensitivity(model: QualityModel, x: np.ndarray, score: np.ndarray, partners: np.ndarray, eps: float,
+def sensitivity(model: QualityModel, x: np.ndarray | None, score: np.ndarray, partners: np.ndarray, eps: float,
                 large_gap: float, feats: torch.Tensor | None = None, form: str = "add") -> dict[str, float | str]:
     """Prediction shift under matched semantic noise of strength ``eps`` and ``form`` (``QualityModel.score``: "add",
     the paper's superposition, or "mix") and the observation statistic, for one model.

@@ -434,16 +434,18 @@ def noise_sensitivity(model: FinetuneModel, meta: pd.DataFrame, recipe: CropReci
                       device: str = "cpu") -> pd.DataFrame:
     """``qfm_iqm.evaluation.sensitivity.sensitivity`` of a fine-tuned model on the images ``meta`` (image_id, path,
     score), crop by crop of ``recipe``: each image's descriptor (or tokens) with its partner's (row ``partners``) under
-    each of ``probes`` (name -> eps, form); one row per probe."""
+    each of ``probes`` (name -> eps, form); one row per probe. What the quality model reads is encoded once, on
+    ``device``, ``batch_size`` crops at a time; the probes score it on the CPU."""
     from qfm_iqm.evaluation.sensitivity import sensitivity
 
     device = resolve_device(str(device))
     model.eval().to(device)
-    x = _over_crops(model.features, meta, recipe, batch_size, device).float().cpu()
-    x = x.reshape(len(meta), recipe.n, *x.shape[1:]).numpy()
+    x = _over_crops(model.features, meta, recipe, batch_size, device).float()
+    feats = torch.cat([model.quality.encode(x[i: i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+    feats = feats.reshape(len(meta), recipe.n, *feats.shape[1:])
     quality = model.quality.cpu()
-    rows = [{"probe": name, **sensitivity(quality, x, meta["score"].to_numpy(), partners, probe["eps"], large_gap,
-                                          form=probe["form"])} for name, probe in probes.items()]
+    rows = [{"probe": name, **sensitivity(quality, None, meta["score"].to_numpy(), partners, probe["eps"], large_gap,
+                                          feats, probe["form"])} for name, probe in probes.items()]
     return pd.DataFrame(rows)
 
 
