@@ -65,7 +65,6 @@ def main() -> None:
             y, x_val = fit_rows["score"].to_numpy(), labelled.subset(val_rows["image_id"]).features
             scored = {"ridge": ridge_floor(labelled.subset(fit_rows["image_id"]).features, y, x_val,
                                            config["evaluation"]["ridge_alphas"])}
-            semantic = labelled.subset(fit_rows["image_id"]).semantic()
             for name, cfg in settings.items():
                 teacher = fit(caches, cfg["teacher"]["arch"], partial, cfg["teacher"]["train"], fit_rows["image_id"], y)
                 scored[f"{name}/teacher"] = train.predict(teacher, x_val)
@@ -73,8 +72,9 @@ def main() -> None:
                 reference = cfg["ablation"]["reference"]  # the config's own baseline variant, and the full student
                 students = resolve_variants({**cfg, "ablation": {**cfg["ablation"], "run": [reference]}})
                 for model, student in students.items():
-                    trained = student_run(caches, student, partial, config["pairs"], fit_rows["image_id"], y, y_pool,
-                                          caches.pool_meta["image_id"], semantic, pool.semantic())
+                    setting = {"student": student, "partial": partial, "pairs": config["pairs"],
+                               "crops": config["crops"]}
+                    trained = student_run(caches, setting, fit_rows["image_id"], y, y_pool)
                     scored[f"{name}/{model}"] = train.predict(trained, x_val)
             for model, pred in scored.items():
                 rows.append({"split": split, "repeat": repeat, "model": model,

@@ -1,8 +1,11 @@
 """Feature-extraction throughput on real images: end to end (decode + crop in worker processes, forward)
 next to the bare backbone forward measured in the same run, eager and through torch.compile, with the
-data-wait fraction (the share of the time the backbone waited for images).
+data-wait fraction (the share of the time the backbone waited for images). With ``--native`` the whole images at
+their own resolution (``crops.input: native``; ``--max-side``, ``--flip``), eager, batched by size (``--batch-size``
+crops' worth of pixels per forward) against one image per forward.
 
     python bench/extract_throughput.py --meta data/livec/meta.csv --images 400
+    python bench/extract_throughput.py --meta data/livec/pool/meta.csv --images 200 --native --flip
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=5)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=40)
+    parser.add_argument("--native", action="store_true", help="whole images at native resolution")
+    parser.add_argument("--max-side", type=int, default=schema_default("crops.max_side"))
+    parser.add_argument("--flip", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -36,19 +42,26 @@ def main() -> None:
     except FileNotFoundError:
         convert_package_weights(args.backbone, args.weights)
     meta = read_meta(args.meta, ["image_id", "path"]).head(args.images)
-    print(f"{args.backbone}, {len(meta)} images x {args.crops} crops of {args.size}px, batch {args.batch_size} "
-          f"crops, {args.threads} threads, torch {torch.__version__}")
+    recipe = CropRecipe(args.crops, args.size, input="native" if args.native else "crops", max_side=args.max_side,
+                        flip=args.flip)
+    views = f"native views (longer side <= {args.max_side}){', flipped too' if args.flip else ''}" if args.native \
+        else f"{args.crops} crops of {args.size}px"
+    print(f"{args.backbone}, {len(meta)} images x {views}, batch {args.batch_size} crops, {args.threads} threads, "
+          f"torch {torch.__version__}")
     runs = {}
-    for label, compile, workers in (("eager, decoding inline", False, 0), ("eager", False, 1),
-                                    ("compiled", True, 1)):
-        _, s = extract(meta, args.backbone, args.weights, CropRecipe(args.crops, args.size), args.batch_size,
-                       compile=compile, workers=workers, precision=schema_default("backbone.precision"))
+    plans = ((("batched by size", False, 1, args.batch_size), ("one image per forward", False, 1, 1))
+             if args.native else (("eager, decoding inline", False, 0, args.batch_size),
+                                  ("eager", False, 1, args.batch_size), ("compiled", True, 1, args.batch_size)))
+    for label, compile, workers, batch_size in plans:
+        _, s = extract(meta, args.backbone, args.weights, recipe, batch_size, compile=compile, workers=workers,
+                       precision=schema_default("backbone.precision"))
         runs[label] = s
-        print(f"{label:24s}: end to end {s['crops_per_s']:6.1f} crops/s ({s['seconds']:.1f} s), bare forward "
-              f"{s['forward_crops_per_s']:6.1f} crops/s, data wait {100 * s['data_wait']:4.1f}%")
+        print(f"{label:24s}: end to end {s['images_per_s']:6.2f} images/s, {s['crops_per_s']:6.1f} views/s "
+              f"({s['seconds']:.1f} s), bare forward {s['forward_crops_per_s']:6.1f} views/s, data wait "
+              f"{100 * s['data_wait']:4.1f}%")
     best = max(s["forward_crops_per_s"] for s in runs.values())
     for label, s in runs.items():
-        print(f"{label:24s}: {100 * s['crops_per_s'] / best:5.1f}% of the best bare forward ({best:.1f} crops/s)")
+        print(f"{label:24s}: {100 * s['crops_per_s'] / best:5.1f}% of the best bare forward ({best:.1f} views/s)")
 
 if __name__ == "__main__":
     main()

@@ -140,31 +140,37 @@ TINY_STUDENT = {"arch": {"head": "mlp", "hidden": 16, "dropout": 0.1, "gate": Tr
                 "distillation": {"kd_weight": 0.0}, "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(lite0: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle made in-process, no Snakemake: an MLP student (``TINY_STUDENT``) on the Lite0 features of
-    ``TINY_CROPS`` of 8 random images scored 5..75, exported as the workflow does (``deploy.bundle.export``)."""
+def make_bundle(root: Path, lite0: Path, crops: dict, seeds: int = 1) -> Path:
+    """A bundle made in-process, no Snakemake: an MLP student (``TINY_STUDENT``, ``seeds`` seeds) on the Lite0
+    features of the recipe ``crops`` of 8 random images scored 5..75, exported as the workflow does
+    (``deploy.bundle.export``) to ``root``/model."""
     from qfm_iqm.data.meta import normalise_scores
     from qfm_iqm.deploy import bundle
     from qfm_iqm.features.extract import CropRecipe, extract
     from qfm_iqm.method.checkpoint import save_model
-    from qfm_iqm.method.train import fit
+    from qfm_iqm.method.train import fit_seeds
     from qfm_iqm.pipeline.config import loss_settings
 
-    root = tmp_path_factory.mktemp("tiny_bundle")
     raw = 10.0 * np.arange(8) + 5
     meta = pd.DataFrame({"image_id": [f"img{i}" for i in range(8)], "score_raw": raw, "score": normalise_scores(raw),
                          "path": [str(write_image(root / f"images/img{i}.png", seed=i)) for i in range(8)]})
-    feats, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(**TINY_CROPS), workers=0, precision="fp32")
-    model, _ = fit(TINY_STUDENT["arch"], feats, meta["score"].to_numpy(), loss_settings(TINY_STUDENT))
+    feats, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(**crops), workers=0, precision="fp32")
+    model, _ = fit_seeds(TINY_STUDENT["arch"], feats, meta["score"].to_numpy(), loss_settings(TINY_STUDENT),
+                         seeds=seeds)
     save_model(model, root / "student.pt")
     bundle.export(root / "model", name="tiny", model=root / "student.pt", backbone="tf_efficientnet_lite0",
                   weights="package", state=bundle.backbone_state("tf_efficientnet_lite0", "package", lite0),
-                  weights_file=lite0, crops=TINY_CROPS, meta=meta, precision="fp32",
+                  weights_file=lite0, crops=crops, meta=meta, precision="fp32",
                   dataset={"name": "tiny", "kind": "random", "licence": "CC0 (random pixels)"},
-                  settings={"crops": TINY_CROPS, "student": TINY_STUDENT}, provenance={},
+                  settings={"crops": crops, "student": TINY_STUDENT}, provenance={},
                   summary=summary_row(0.8, (0.7, 0.9)))
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(lite0: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make_bundle`` of ``TINY_CROPS``, one seed."""
+    return make_bundle(tmp_path_factory.mktemp("tiny_bundle"), lite0, TINY_CROPS)
 
 
 @pytest.fixture

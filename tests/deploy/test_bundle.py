@@ -25,7 +25,8 @@ def test_the_workflow_bundles_the_full_student_trained_on_every_image(tiny_run: 
     assert json.loads((tiny_run / "results/tiny/splitall/students/full.json").read_text())["labelled_images"] == \
         len(pd.read_csv(tiny_run / "data/tiny/meta.csv")) == b.info["dataset"]["images"]
     assert b.info["backbone"]["weights"] == "package" and len(b.info["backbone"]["sha256"]) == 64
-    assert b.info["crops"] == {"n": 2, "size": 64, "seed": 0, "global_view": False}
+    assert b.info["crops"] == {"n": 2, "size": 64, "seed": 0, "global_view": False, "input": "crops", "max_side": 1024,
+                               "flip": False, "stages": "all", "pooling": "mean_std"}  # the schema's defaults filled in
     assert b.info["settings"]["student"]["arch"]["hidden"] == 16
     assert "L_sens = |pred(noisy) - pred(clean)| with gradients through both predictions, weight 0.5." in \
         (workflow_bundle / "MODEL.md").read_text()  # the card says which loss trained the model

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from conftest import photo_array, write_image
+from conftest import TINY_CROPS, photo_array, write_image
 from PIL import Image
 from workflow_helpers import export_split_bundle, split_images
 
@@ -197,3 +198,30 @@ def test_streamed_files_score_alike_whatever_the_decoding_workers(scorer: Scorer
     assert [(r.key, r.error) for r in apart] == [(r.key, r.error) for r in here]
     np.testing.assert_array_equal([r.raw for r in apart], [r.raw for r in here])
     assert sum(not r.error for r in here) == 4 and "corrupt.jpg" in next(r.error for r in here if r.key.name == "corrupt.jpg")
+
+
+def test_a_native_bundle_of_seed_ensembles_scores_any_size_as_the_pipeline_upright(lite0: Path,
+                                                                                     tmp_path: Path) -> None:
+    """A bundle of ``crops.input: native`` with flips and a 3-seed student: images of several sizes score as the
+    pipeline's features and ``predict`` score them, the longer side capped, EXIF orientation applied."""
+    from conftest import make_bundle
+
+    from qfm_iqm.features.extract import CropRecipe, extract
+    from qfm_iqm.method.checkpoint import load_model as load_checkpoint
+    from qfm_iqm.method.train import predict
+
+    crops = {**TINY_CROPS, "input": "native", "max_side": 96, "flip": True}
+    scorer = load_model(make_bundle(tmp_path, lite0, crops, seeds=3), compile="off")
+    assert "the whole image at its native resolution, its longer side capped at 96 px" in \
+        (tmp_path / "model/MODEL.md").read_text()
+    sizes = [(64, 48), (150, 100), (64, 48), (40, 300)]
+    paths = [write_image(tmp_path / f"s{i}.png", size, seed=i) for i, size in enumerate(sizes)]
+    meta = pd.DataFrame({"image_id": [f"s{i}" for i in range(4)], "path": [str(p) for p in paths]})
+    feats, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(**crops), workers=0, precision="fp32")
+    expected = predict(load_checkpoint(tmp_path / "student.pt"), feats.features)
+    np.testing.assert_allclose(scorer(paths, scale="raw"), expected, rtol=0, atol=1e-5)
+    upright = photo_array(size=(72, 96))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(upright, k=1)).save(tmp_path / "rotated.png", exif=exif)
+    assert scorer(tmp_path / "rotated.png", scale="raw") == pytest.approx(scorer(upright, scale="raw"), abs=1e-6)

@@ -113,3 +113,64 @@ def test_extract_names_a_corrupt_image(lite0: Path, tmp_path: Path) -> None:
     meta = pd.DataFrame({"image_id": ["g", "b"], "path": [str(good), str(bad)]})
     with pytest.raises(InputError, match=r"corrupt or unreadable image: .*bad.png"):
         extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(n=1, size=32), precision="fp32")
+
+
+def test_a_native_view_is_the_whole_image_capped_with_its_mirror() -> None:
+    recipe = CropRecipe(n=5, size=64, input="native", max_side=100, flip=True)
+    img = Image.fromarray(np.arange(200 * 150 * 3, dtype=np.uint8).reshape(150, 200, 3))
+    views = recipe.image_views(img, "a")
+    assert recipe.views == 2 and [v.size for v in views] == [(100, 75), (100, 75)]  # longer side capped, aspect kept
+    np.testing.assert_array_equal(np.asarray(views[1]), np.asarray(views[0])[:, ::-1])
+    assert CropRecipe(1, 64, input="native").image_views(img, "a")[0] is img  # under the cap: untouched
+    assert CropRecipe(1, 64, input="native").native_size(4, 1) == (128, 32)  # a tiny side is raised to MIN_SIDE
+    assert CropRecipe(n=3, size=32, flip=True).views == 6
+    with pytest.raises(InputError, match="crops.input"):
+        CropRecipe(1, 64, input="whole")
+    with pytest.raises(InputError, match="global_view"):
+        CropRecipe(1, 64, input="native", global_view=True)
+
+
+def test_native_views_of_mixed_sizes_come_back_in_order_and_equal_one_image_alone(lite0: Path, tmp_path: Path) -> None:
+    sizes = [(96, 80), (64, 120), (96, 80), (300, 40), (96, 80)]
+    paths = [write_image(tmp_path / f"{i}.png", size, i) for i, size in enumerate(sizes)]
+    meta = pd.DataFrame({"image_id": list("abcde"), "path": [str(p) for p in paths]})
+    recipe = CropRecipe(n=5, size=32, input="native", max_side=128, flip=True, stages=[1, 3], pooling="mean")
+    describer, names, block_sizes = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), recipe,
+                                                     precision="fp32")
+    assert names == ["stage1_mean", "stage3_mean", "final_mean"] and block_sizes == [24, 112, 1280]
+    rows, stats = describe_crops(describer, meta, batch_size=8, workers=0)  # 2 same-size images per forward
+    assert rows.shape == (5, 2, 1416) and stats["input"] == "native"
+    for i in range(5):
+        alone, _ = describe_crops(describer, meta.iloc[[i]], batch_size=8, workers=0)
+        np.testing.assert_allclose(alone[0], rows[i], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(rows[0, 0], rows[0, 1], atol=1e-4)  # the mirror is a second view
+
+
+@pytest.mark.parametrize(("stages", "pooling", "message"), [([7], "mean", r"\[7\] are not stage indices"),
+                                                            ("last", "mean", "neither 'all'"),
+                                                            ("all", "max", "crops.pooling")])
+def test_unknown_stages_and_pooling_name_the_key(stages: object, pooling: str, message: str) -> None:
+    from qfm_iqm.features.backbone import MultiScaleDescriptor
+
+    with pytest.raises(InputError, match=message):
+        MultiScaleDescriptor(create_backbone("tf_efficientnet_lite0", "none"), stages, pooling)
+
+
+def test_a_wider_cache_narrows_to_the_features_of_fewer_stages_statistics_and_views(lite0: Path,
+                                                                                     tmp_path: Path) -> None:
+    from qfm_iqm.features.cache import narrowed
+
+    paths = [write_image(tmp_path / f"{i}.png", (96, 80), i) for i in range(2)]
+    meta = pd.DataFrame({"image_id": ["a", "b"], "path": [str(p) for p in paths]})
+    wide = {"n": 2, "size": 64, "seed": 0, "global_view": False, "input": "native", "max_side": 64, "flip": True,
+            "stages": "all", "pooling": "mean_std"}
+    want = {**wide, "flip": False, "stages": [2, 4], "pooling": "mean"}
+    have, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(**wide), precision="fp32")
+    direct, _ = extract(meta, "tf_efficientnet_lite0", lite0, CropRecipe(**want), precision="fp32")
+    cut = narrowed(have, wide, want)
+    assert cut.block_names == direct.block_names and cut.block_sizes == direct.block_sizes
+    np.testing.assert_allclose(cut.features, direct.features, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="do not hold"):
+        narrowed(direct, want, wide)
+    with pytest.raises(ValueError, match="do not hold"):
+        narrowed(have, wide, {**want, "max_side": 32})

@@ -251,6 +251,7 @@ def _schema_defaults(node: Any, name: str | None = None) -> list[tuple[str, Any]
 
 # Places that may write a schema default's value as a default, each with its reason.
 RESTATED_ALLOWED = {
+    ("src/qfm_iqm/data/splits.py", "all"): "the split named all (every image), not crops.stages' default",
     ("src/qfm_iqm/deploy/scorer.py", "fp32"): "bundles from before backbone.precision was recorded were extracted in "
                                               "fp32: a fact about old files, not the config's default",
 }
@@ -288,3 +289,36 @@ def test_no_module_restates_a_schema_default() -> None:
     restated = {where: lines for where, lines in hits.items() if where not in RESTATED_ALLOWED}
     assert not restated, f"schema defaults restated (read them from the config, or with schema_default): {restated}"
     assert set(RESTATED_ALLOWED) <= set(hits), "stale allow-list entries: " + str(set(RESTATED_ALLOWED) - set(hits))
+
+
+def test_the_feature_recipe_defaults_are_the_schemas_and_keep_old_cache_paths() -> None:
+    import dataclasses
+
+    from qfm_iqm.features.cache import crops_tag
+    from qfm_iqm.features.extract import CropRecipe
+    from qfm_iqm.pipeline.config import schema_default
+
+    recipe = CropRecipe(n=1, size=32)
+    for field in dataclasses.fields(CropRecipe):
+        if field.default is not dataclasses.MISSING and field.name != "seed":  # seed: required by the schema
+            assert schema_default(f"crops.{field.name}") == getattr(recipe, field.name), field.name
+    old = {"n": 5, "size": 224, "seed": 0, "global_view": False}
+    assert crops_tag({**old, **{k: schema_default(f"crops.{k}") for k in ("input", "flip", "stages", "pooling",
+                                                                           "max_side")}}) == "c5s224r0"
+    assert crops_tag({**old, "input": "native", "max_side": 512, "flip": True, "stages": [3, 1],
+                      "pooling": "mean"}) == "native512f_st1-3_mean"
+
+
+def test_a_native_input_is_refused_for_decoders_and_fine_tuning_and_stages_for_fine_tuning() -> None:
+    from qfm_iqm.pipeline.config import ConfigError, check_feature_recipe
+
+    config = {"crops": {"input": "native", "global_view": False, "stages": "all", "pooling": "mean_std"}, "teacher": {"arch": {"head": "mlp"}}}
+    check_feature_recipe(config, {"full": {"arch": {"head": "mlp"}}})
+    with pytest.raises(ConfigError, match="crops.input.*full has head: decoder"):
+        check_feature_recipe(config, {"full": {"arch": {"head": "decoder"}}})
+    with pytest.raises(ConfigError, match="fine-tuning"):
+        check_feature_recipe(config, {}, ["finetune"])
+    config["crops"] = {"input": "crops", "global_view": False, "stages": [4], "pooling": "mean_std"}
+    check_feature_recipe(config, {"full": {"arch": {"head": "decoder"}}})
+    with pytest.raises(ConfigError, match="crops.stages"):
+        check_feature_recipe(config, {}, ["finetune"])

@@ -12,6 +12,8 @@ import pytest
 from conftest import REPO, SHARED, needs_livec, write_image
 from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config
 
+from qfm_iqm.method.checkpoint import load_model
+
 pytestmark = pytest.mark.slow
 DS = "tiny"
 
@@ -66,6 +68,8 @@ def test_every_stage_writes_real_content(tiny_run: Path) -> None:
         assert pd.read_csv(d / "teacher_log.csv")["epoch"].tolist() == [1, 2, 3]
         full_log = pd.read_csv(d / "students/full_log.csv")
         assert (full_log[["loss_kd", "loss_adv", "loss_sens"]] > 0).all().all()  # distillation and matching on
+        assert full_log.groupby("seed")["epoch"].apply(list).to_dict() == {0: [1, 2, 3], 1: [1, 2, 3]}  # evaluation.seeds
+        assert len(load_model(d / "students/full.pt").members) == 2
         baseline_log = pd.read_csv(d / "students/baseline_log.csv")
         assert (baseline_log[["loss_kd", "loss_adv", "loss_sens"]] == 0).all().all()
         assert json.loads((d / "students/full.json").read_text())["pool_images_distilled"] == pool_size == 4
@@ -143,6 +147,7 @@ FIGURES = {"plot_scatter": 3, "plot_pairs": 1, "plot_observation": 1, "plot_abla
 @pytest.mark.parametrize("path, value, expected", [
     (("student", "train", "epochs"), 4, {"train_student": 7, **FULL}),  # every variant inherits it
     (("student", "matching", "eps"), 0.5, {"train_student": 5, **FULL}),  # the variants with matching
+    (("evaluation", "seeds"), 3, {"train_student": 7, **FULL}),  # every student, nothing before them
     (("ablation", "variants", "topk_partner", "arch"), {"hidden": 8}, {"train_student": 2, **SCORING}),
     (("teacher", "arch", "hidden"), 48,  # not the baseline: it reads no teacher labels
      {"train_teacher": 3, "label_pool": 3, "mine_pairs": 3, "train_student": 5, **FULL}),
@@ -249,8 +254,8 @@ def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
         assert jobs[rule] >= 1, rule
     assert jobs["evaluate_split"] == 30
     assert jobs["train_teacher"] == jobs["label_pool"] == 30 + 1  # and the final model's, trained on every image
-    # baseline and full on 30 splits, the six other variants on the first 10; the final full model
-    assert jobs["train_student"] == 30 * 2 + 10 * 6 + 1
+    # baseline and full on 30 splits, the three one-component variants on the first 10; the final full model
+    assert jobs["train_student"] == 30 * 2 + 10 * 3 + 1
     assert jobs["export_model"] == jobs["claims"] == 1
 
 

@@ -9,8 +9,8 @@ from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.features.cache import cache_dir, crops_tag
 from qfm_iqm.pipeline.provenance import requested_devices
-from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_splits, finetune_training,
-                                     finetuned_name, finetuned_reference, finetuned_variants, matching_on,
+from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_feature_recipe, check_splits,
+                                     finetune_training, finetuned_name, finetuned_reference, finetuned_variants, matching_on,
                                      resolve_variants, resolve_weights, split_finetuned, split_variants, validate)
 from qfm_iqm.method.memory import WITH_POOL, uses_pool
 
@@ -38,6 +38,7 @@ DATASETS = config["datasets"]
 CROSS = config["cross_dataset"]
 check_splits(DATASETS)
 check_cross_dataset(config, VARIANTS, FINETUNED)
+check_feature_recipe(config, VARIANTS, FINETUNED)
 for _name, _cfg in DATASETS.items():
     if "options" in _cfg:
         data.check_options(_cfg["kind"], _cfg["options"], f"datasets.{_name}.options")

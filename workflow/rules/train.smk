@@ -58,6 +58,7 @@ rule train_student:
         split="{split}",
         student=lambda wildcards: active_settings(VARIANTS[wildcards.variant]),
         model=lambda wildcards: model_settings(VARIANTS[wildcards.variant]["arch"]),
+        seeds=config["evaluation"]["seeds"],
     log:
         "logs/{dataset}/split{split}/train_student_{variant}.log",
     benchmark:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from qfm_iqm import __version__
+from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.io import InputError, atomic_path, sha256sum, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -244,7 +245,18 @@ def model_card(info: dict) -> str:
                "hub": "timm's pretrained weights", "file": f"the run's own weights, in {BACKBONE}"}[bb["weights"]]
     head = "a DEIQT-style decoder over the backbone's tokens, its top trained" if student["arch"]["head"] == "decoder" \
         else f"an {student['arch']['head'].upper()} head on pooled stage statistics of the frozen backbone"
-    view = " plus the whole image at its native resolution" if crops.get("global_view") else ""
+    recipe = CropRecipe(**crops)  # bundles from before a recipe key existed read its default
+    mirror = ", each also mirrored" if recipe.flip else ""
+    views = (f"the whole image at its native resolution, its longer side capped at {recipe.max_side} px{mirror}"
+             if recipe.native else f"{recipe.n} crops of {recipe.size} px{mirror}"
+             + (" plus the whole image at its native resolution" if recipe.global_view else ""))
+    limits = (f"""- The image is read whole at its own resolution, longer sides above {recipe.max_side} px scaled down to it
+  (aspect kept): very large images lose fine detail to the downscaling."""
+              if recipe.native else f"""- The crops are {recipe.size} px windows at the image's native resolution: the score reads local detail as it is
+  in the file, so very large images are judged on small windows and small ones (short side under {recipe.size} px)
+  are upscaled to it first.
+- Crop positions are drawn from the pixels, so a copy of an image under another name scores the same; another
+  crop draw can move a score by a few hundredths.""")
     pool_line = (f"- Expansion pool (distillation and the memory bank, labelled by the teacher, no human labels): "
                  f"{pool['per_image']} distorted versions of each photo in {', '.join(map(str, pool['sources']))}.\n"
                  if pool else "")
@@ -261,7 +273,7 @@ def model_card(info: dict) -> str:
     return f"""# QFM-IQM model `{info['name']}`
 
 No-reference image quality assessment: QFM-IQM (Li et al., ICML 2024) as reproduced by {info['created_by']}:
-{head} ({bb['name']}, {crops['n']} crops of {crops['size']} px{view}), with the channel gate, semantic-noise
+{head} ({bb['name']}, {views}), with the channel gate, semantic-noise
 matching and distillation. Trained on **all {data['images']} images** of `{data['name']}`; no setting was chosen on
 test data. {loss}
 
@@ -306,11 +318,7 @@ quality assessment. Scores are regressions of mean opinion scores, not calibrate
 ## Limits
 
 - Trained on {data['images']} images of one dataset: expect lower accuracy on other content and distortions.
-- The crops are {crops['size']} px windows at the image's native resolution: the score reads local detail as it is
-  in the file, so very large images are judged on small windows and small ones (short side under {crops['size']} px)
-  are upscaled to it first.
-- Crop positions are drawn from the pixels, so a copy of an image under another name scores the same; another
-  crop draw can move a score by a few hundredths.
+{limits}
 - Scores are clipped to the training range.
 
 ## Licence and citation

@@ -152,8 +152,9 @@ class Scorer:
                                                      device=device, precision=precision)
         else:
             self.describer = pooled_describer(backbone, recipe, device=device, precision=precision)[0]
-        self.images_per_batch = max(1, batch_size // recipe.n)
-        self._forward = StaticForward(self.describer, self.images_per_batch * recipe.n, False)
+        self.images_per_batch = max(1, batch_size // recipe.views)
+        self.batch_pixels = batch_size * recipe.size ** 2  # native views: as many pixels per forward as the crops
+        self._forward = StaticForward(self.describer, self.images_per_batch * recipe.views, False)
         scale = bundle.info["scale"]
         self.low, self.high, self.higher_is_better = scale["min"], scale["max"], scale["higher_is_better"]
 
@@ -198,8 +199,10 @@ class Scorer:
     def _forward_for(self, total: int) -> StaticForward:
         """The backbone's forward for ``total`` images: compiled with ``compile`` "on", or "auto" from
         ``COMPILE_MIN_CROPS``; built once, and eager from the first compiler failure on."""
-        crops = total * self.describer.recipe.n
+        recipe = self.describer.recipe
+        crops = total * recipe.views
         wanted = self.compile == "on" or (self.compile == "auto" and crops >= COMPILE_MIN_CROPS)
+        wanted = wanted and not recipe.native  # native views differ in size: torch.compile wants static shapes
         if wanted and self._forward.compiled is None:
             self._forward = StaticForward(self.describer, self._forward.crops, True)
         return self._forward if wanted else StaticForward(self.describer, self._forward.crops, False)
@@ -219,11 +222,10 @@ class Scorer:
 
     def _units(self, prepared: list[tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
         """Unclipped model scores (the pipeline's ``predict``) of prepared images."""
-        rows = self._forward(torch.cat([c for c, _ in prepared]))
+        rows = self.describer.rows(prepared, self._forward, self.batch_pixels)
         if self._forward.failed:  # no compiler, or compiling failed: eager from now on
             self.compile = "off"
-        whole = [self.describer.forward(w) for _, w in prepared if w is not None]
-        return predict(self.model, self.describer.join(rows, whole))
+        return predict(self.model, rows)
 
 
 def load_model(model: str | Path = "livec", device: str = "cpu", batch_size: int = 40,

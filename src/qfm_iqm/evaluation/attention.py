@@ -35,8 +35,9 @@ def _to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
 
 
 def centre_crop(image: Image.Image, recipe: CropRecipe) -> np.ndarray:
-    """The centre crop of ``recipe.size`` (small images upscaled as ``CropRecipe`` does), uint8 RGB."""
-    crop = dataclasses.replace(recipe, n=1).crops(image.convert("RGB"), "")[0]
+    """The centre crop of ``recipe.size`` (small images upscaled as ``CropRecipe`` does), or with a native input
+    the native view, unmirrored; uint8 RGB."""
+    crop = dataclasses.replace(recipe, n=1, flip=False).image_views(image.convert("RGB"), "")[0]
     return np.asarray(crop, dtype=np.uint8)
 
 
@@ -108,7 +109,7 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
     cfg = data_config(net)
     net.requires_grad_(False)
     describers = {name: cut(copy.deepcopy(net), model.spec["partial"]["from_block"])[0] if "partial" in model.spec
-                  else MultiScaleDescriptor(net) for name, model in models.items()}  # a cut takes a ViT apart
+                  else MultiScaleDescriptor(net, recipe.stages, recipe.pooling) for name, model in models.items()}  # a cut takes a ViT apart
     mean, std = torch.tensor(cfg["mean"]), torch.tensor(cfg["std"])
     items = []
     for row in meta.itertuples(index=False):

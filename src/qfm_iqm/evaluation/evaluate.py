@@ -172,7 +172,15 @@ def detectable_effect(d: np.ndarray, test_fraction: float, alpha: float = 0.05, 
     d = np.asarray(d, dtype=float)
     if len(d) < 2 or np.var(d) == 0:
         return np.nan
-    df, se = len(d) - 1, corrected_se(d, test_fraction)
+    return detectable_effect_at(float(np.std(d, ddof=1)), len(d), test_fraction, alpha, power)
+
+
+def detectable_effect_at(sd: float, splits: int, test_fraction: float, alpha: float = 0.05,
+                         power: float = 0.8) -> float:
+    """``detectable_effect`` of ``splits`` per-split differences whose standard deviation is ``sd``: what a run of
+    that many splits could detect."""
+    df = splits - 1
+    se = float(np.sqrt((1 / splits + test_fraction / (1 - test_fraction)) * sd ** 2))
     crit = stats.t.ppf(1 - alpha / 2, df)
 
     def shortfall(nc: float) -> float:  # power at non-centrality nc, less the target (the lower tail NaNs far out)

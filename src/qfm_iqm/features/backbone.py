@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import InputError
 
+POOLINGS = {"mean_std": ("mean", "std"), "mean": ("mean",)}  # crops.pooling -> the statistics of a stage
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a Hugging Face repository
 
 
@@ -74,20 +76,32 @@ def data_config(model: nn.Module) -> dict:
 
 
 class MultiScaleDescriptor(nn.Module):
-    """Pooled statistics of every stage of a backbone.
+    """Pooled statistics of a backbone's stages (Hosu et al.'s multi-level spatially pooled features).
 
-    For each intermediate map: channel means and standard deviations over space; for the
-    final map: channel means (the backbone's own pre-logits descriptor, used as *semantic*
-    feature). Output: (batch, sum of block sizes).
+    For each chosen intermediate map (``stages``: "all", or stage indices of ``feature_info``; None: all): channel
+    means, and with ``pooling`` "mean_std" (or None) standard deviations, over space; for the final map: channel means
+    (the backbone's own pre-logits descriptor, used as *semantic* feature). Output: (batch, sum of block sizes).
     """
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, stages: str | Sequence[int] | None = None,
+                 pooling: str | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         channels = [info["num_chs"] for info in backbone.feature_info]
-        self.block_names = [f"stage{i}_{stat}" for i in range(len(channels)) for stat in ("mean", "std")]
+        stages = range(len(channels)) if stages is None else stages
+        pooling = next(iter(POOLINGS)) if pooling is None else pooling
+        if pooling not in POOLINGS:
+            raise InputError(f"crops.pooling: {pooling!r} is not one of {POOLINGS}")
+        if isinstance(stages, str):
+            if stages != "all":
+                raise InputError(f"crops.stages: {stages!r} is neither 'all' nor a list of stage indices")
+            stages = range(len(channels))
+        if bad := [s for s in stages if not 0 <= s < len(channels)]:
+            raise InputError(f"crops.stages: {bad} are not stage indices of this backbone (0..{len(channels) - 1})")
+        self.stages, self.stats = sorted(set(stages)), POOLINGS[pooling]
+        self.block_names = [f"stage{i}_{stat}" for i in self.stages for stat in self.stats]
         self.block_names.append("final_mean")
-        self.block_sizes = [c for c in channels for _ in range(2)]
+        self.block_sizes = [channels[i] for i in self.stages for _ in self.stats]
         self.block_sizes.append(backbone.num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +111,7 @@ class MultiScaleDescriptor(nn.Module):
         else:
             final = final.float().mean((2, 3))
         stats = []
-        for fmap in maps:
-            fmap = fmap.float()
-            stats += [fmap.mean((2, 3)), fmap.std((2, 3))]
+        for i in self.stages:
+            fmap = maps[i].float()
+            stats += [fmap.mean((2, 3)), *([fmap.std((2, 3))] if "std" in self.stats else [])]
         return torch.cat([*stats, final], dim=1)

@@ -51,9 +51,42 @@ class FeatureSet:
             return cls(z["image_id"], z["features"], list(z["block_names"]), [int(s) for s in z["block_sizes"]])
 
 
+NARROWING_KEYS = ("flip", "stages", "pooling")  # what a cache of a wider recipe can be narrowed to
+
+
+def narrowed(feats: FeatureSet, have: dict, want: dict) -> FeatureSet:
+    """The features of the recipe ``want`` cut out of ``feats``, those of ``have``: a recipe (the config's ``crops``)
+    that may differ from ``want`` only by flips ``want`` lacks, or by more pooled stages or statistics. ValueError
+    when ``have`` does not cover ``want``."""
+    differ = [k for k in have if have[k] != want.get(k) and k not in NARROWING_KEYS]
+    if differ or (want["flip"] and not have["flip"]):
+        raise ValueError(f"features of {crops_tag(have)} do not hold those of {crops_tag(want)}")
+    stats = ("mean",) if want["pooling"] == "mean" else ("mean", "std")
+    keep = [name for name in feats.block_names if name == "final_mean" or (
+        name.split("_")[1] in stats and (want["stages"] == "all" or int(name.split("_")[0][5:]) in want["stages"]))]
+    if want["stages"] != "all" and len(keep) != len(want["stages"]) * len(stats) + 1:
+        raise ValueError(f"features of {crops_tag(have)} do not hold those of {crops_tag(want)}")
+    columns = np.concatenate([np.arange(sum(feats.block_sizes[:i]), sum(feats.block_sizes[:i + 1]))
+                              for i, name in enumerate(feats.block_names) if name in keep])
+    views = slice(None, None, 2) if have["flip"] and not want["flip"] else slice(None)
+    return FeatureSet(feats.image_id, feats.features[:, views][..., columns], keep,
+                      [size for name, size in zip(feats.block_names, feats.block_sizes, strict=True) if name in keep])
+
+
 def crops_tag(crops: dict) -> str:
-    """A crop recipe (the config's ``crops``) in cache paths: ``c{n}s{size}r{seed}``, plus ``g`` with the global view."""
-    return "c{n}s{size}r{seed}".format(**crops) + ("g" if crops.get("global_view") else "")
+    """A feature recipe (the config's ``crops``) in cache paths: ``c{n}s{size}r{seed}`` (``g`` with the global view),
+    or ``native{max_side}``; then ``f`` with flips, ``_st`` and the pooled stage indices unless all (``_stfinal``:
+    none), ``_mean``
+    with means only (``crops`` validated: every key filled in). The default recipe's tag is the one from before the
+    later keys existed."""
+    if crops["input"] == "native":
+        tag = f"native{crops['max_side']}"
+    else:
+        tag = "c{n}s{size}r{seed}".format(**crops) + ("g" if crops.get("global_view") else "")
+    tag += "f" if crops["flip"] else ""
+    if not isinstance(stages := crops["stages"], str):
+        tag += "_st" + ("-".join(map(str, sorted(stages))) or "final")
+    return tag + ("_mean" if crops["pooling"] == "mean" else "")
 
 
 def cache_dir(dataset: str, backbone: str, crops: dict, from_block: int | None = None) -> str:

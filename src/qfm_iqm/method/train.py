@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.features.precision import autocast
+from qfm_iqm.method.ensemble import SeedEnsemble
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.pipeline.config import schema_default
 
@@ -296,6 +297,17 @@ def fit(arch: dict, feats: FeatureSet, y: np.ndarray, cfg: dict, model_args: dic
     seed_everything(cfg["seed"])
     model = model_for(arch, feats, **(model_args or {}))
     return model, train(model, feats.features, y, TrainConfig(**cfg), **extra)
+
+
+def fit_seeds(arch: dict, feats: FeatureSet, y: np.ndarray, cfg: dict, model_args: dict | None = None, seeds: int = 1,
+              **extra: np.ndarray) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """``fit`` with ``seeds`` seeds (``cfg``'s seed and the next ``seeds - 1``): one model, or with ``seeds`` > 1 a
+    ``SeedEnsemble`` of them (``qfm_iqm.method.ensemble``), and the per-epoch logs (a ``seed`` column)."""
+    if seeds == 1:
+        return fit(arch, feats, y, cfg, model_args, **extra)
+    runs = [fit(arch, feats, y, {**cfg, "seed": cfg["seed"] + k}, model_args, **extra) for k in range(seeds)]
+    logs = pd.concat([log.assign(seed=cfg["seed"] + k) for k, (_, log) in enumerate(runs)], ignore_index=True)
+    return SeedEnsemble([model for model, _ in runs]), logs
 
 
 def as_float(*preds: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:

@@ -304,3 +304,25 @@ def check_cross_dataset(config: dict, variants: dict, finetuned: Iterable[str] =
         if name not in models:
             raise ConfigError(f"config key 'cross_dataset.models': '{name}' is not a model of this run "
                               f"({', '.join(models)})")
+
+
+def check_feature_recipe(config: dict, variants: dict, finetuned: Iterable[str] = ()) -> None:
+    """``crops.input: native`` describes whole images of any size: only pooled heads on cached features read them
+    (a decoder's cached activations and fine-tuning's crops need one crop size); fine-tuned pooled heads pool every
+    stage with means and standard deviations, so they refuse other ``crops.stages`` and ``crops.pooling``."""
+    crops, finetuned = config["crops"], list(finetuned)
+    if finetuned and (crops["stages"] != schema_default("crops.stages")
+                      or crops["pooling"] != schema_default("crops.pooling")):
+        raise ConfigError(f"config key 'crops.stages' / 'crops.pooling': fine-tuning ({', '.join(finetuned)}) pools "
+                          "every stage with means and standard deviations; leave both at their defaults")
+    if crops["input"] != "native":
+        return
+    if crops["global_view"]:
+        raise ConfigError("config key 'crops.global_view': a native input is the whole image already; set it false")
+    archs = {"teacher": config["teacher"]["arch"], **{name: v["arch"] for name, v in variants.items()}}
+    if decoders := [name for name, arch in archs.items() if arch["head"] == "decoder"]:
+        raise ConfigError(f"config key 'crops.input': native needs pooled heads; {', '.join(decoders)} "
+                          "has head: decoder (set crops.input: crops)")
+    if finetuned:
+        raise ConfigError(f"config key 'crops.input': native needs pooled heads; fine-tuning ({', '.join(finetuned)}) "
+                          "trains on crops (set crops.input: crops or finetune.enabled: false)")

@@ -19,14 +19,14 @@ from qfm_iqm.pipeline.stages.common import labelled, memory, model_args, part, w
 log = logging.getLogger(__name__)
 
 
-def _fit(arch: dict, model: dict, cfg: dict, input: NS, output: NS, feats: FeatureSet, y: np.ndarray,
+def _fit(arch: dict, model: dict, cfg: dict, input: NS, output: NS, feats: FeatureSet, y: np.ndarray, seeds: int = 1,
          **extra: np.ndarray) -> None:
-    """Train a fresh, seeded model (``qfm_iqm.method.train.fit``; ``model``: the rule's model params) and write its
-    checkpoint and per-epoch log."""
+    """Train a fresh, seeded model, or a seed ensemble of ``seeds`` (``qfm_iqm.method.train.fit_seeds``; ``model``:
+    the rule's model params) and write its checkpoint and per-epoch log."""
     from qfm_iqm.method.checkpoint import save_model
-    from qfm_iqm.method.train import fit
+    from qfm_iqm.method.train import fit_seeds
 
-    trained, history = fit(arch, feats, y, cfg, model_args(model, input), **extra)
+    trained, history = fit_seeds(arch, feats, y, cfg, model_args(model, input), seeds, **extra)
     save_model(trained, output.model)
     write_csv(history, output.log)
 
@@ -63,7 +63,7 @@ def train_student(input: NS, output: NS, params: NS) -> None:
     student = params.student
     mem = memory(input, rows, student)
     _fit(student["arch"], params.model, loss_settings(student), input, output, feats, rows["score"].to_numpy(),
-         **mem.train_inputs(feats.features, student["distillation"]["kd_weight"]))
+         params.seeds, **mem.train_inputs(feats.features, student["distillation"]["kd_weight"]))
     _write_info(output.info, mem, len(rows), student)
 
 

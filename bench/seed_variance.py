@@ -1,0 +1,78 @@
+"""How much seed averaging lowers the spread of a paired comparison, and the smallest effect it lets a run detect.
+
+Reads a finished run whose students were trained with ``evaluation.seeds: K`` (K >= 2; every split's
+``students/<model>.pt`` a seed ensemble) and, on every split's test part, scores the two compared students with
+each single seed and with the mean of the first k seeds, for every k up to K. For each k it prints the per-split
+differences' mean and standard deviation (with one seed: over the K single seeds, averaged) and the smallest
+difference the corrected resampled t-test detects with 80% power at two-sided alpha 0.05 with 10 and 30 splits
+(``qfm_iqm.evaluation.evaluate.detectable_effect_at``).
+
+    python bench/seed_variance.py --configfile config/livec.yaml --models full baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from validate_student import merged_config
+
+from qfm_iqm.data import splits
+from qfm_iqm.data.meta import read_meta
+from qfm_iqm.evaluation.evaluate import detectable_effect_at
+from qfm_iqm.features.cache import FeatureSet, cache_dir
+from qfm_iqm.method.checkpoint import load_model
+from qfm_iqm.method.ensemble import SeedEnsemble
+from qfm_iqm.method.train import predict
+
+
+def seed_srcc(model: SeedEnsemble, x: np.ndarray, score: np.ndarray) -> tuple[list[float], list[float]]:
+    """Test SRCC of each member alone, and of the mean of the first k members for k = 1 .. K."""
+    preds = [predict(m, x) for m in model.members]
+    single = [stats.spearmanr(score, p).statistic for p in preds]
+    averaged = [stats.spearmanr(score, np.mean(preds[:k], 0)).statistic for k in range(1, len(preds) + 1)]
+    return single, averaged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configfile", nargs="*", default=["config/livec.yaml"])
+    parser.add_argument("--dataset", default=None, help="default: the config's first run entry")
+    parser.add_argument("--models", nargs=2, default=["full", "baseline"], help="the compared students: a b (a - b)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = merged_config(args.configfile)
+    dataset = args.dataset or config["run"][0]
+    meta = read_meta(f"data/{dataset}/meta.csv")
+    table = pd.read_csv(f"results/{dataset}/splits.csv", dtype={"image_id": str})
+    feats = FeatureSet.load(f"{cache_dir(dataset, config['backbone']['name'], config['crops'])}/labelled.npz")
+    fraction = config["splits"]["test_fraction"]
+    rows = []
+    for split in range(config["datasets"][dataset]["n_splits"]):
+        test = splits.part_rows(meta, table, split, "test")
+        x = feats.subset(test["image_id"]).features
+        scored = {}
+        for name in args.models:
+            model = load_model(f"results/{dataset}/split{split}/students/{name}.pt")
+            if not isinstance(model, SeedEnsemble):
+                raise SystemExit(f"split {split}: {name} was trained with one seed; run with evaluation.seeds >= 2")
+            scored[name] = seed_srcc(model, x, test["score"].to_numpy())
+        (a_single, a_mean), (b_single, b_mean) = scored[args.models[0]], scored[args.models[1]]
+        rows += [{"split": split, "k": "single", "seed": j, "diff": a - b}
+                 for j, (a, b) in enumerate(zip(a_single, b_single, strict=True))]
+        rows += [{"split": split, "k": k + 1, "seed": 0, "diff": a - b}
+                 for k, (a, b) in enumerate(zip(a_mean, b_mean, strict=True))]
+    frame = pd.DataFrame(rows)
+    print(f"{dataset}: {args.models[0]} - {args.models[1]}, test SRCC, {frame['split'].nunique()} splits")
+    for k, group in frame.groupby("k", sort=False):
+        sd = float(group.groupby("seed")["diff"].std(ddof=1).mean())  # per seed over splits, then averaged
+        print(f"seeds {k!s:>6}: mean diff {group['diff'].mean():+.4f}, per-split SD {sd:.4f}, MDE at 10 splits "
+              f"{detectable_effect_at(sd, 10, fraction):.4f}, at 30 splits {detectable_effect_at(sd, 30, fraction):.4f}")
+
+
+if __name__ == "__main__":
+    main()
