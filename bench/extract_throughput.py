@@ -1,8 +1,9 @@
 """Feature-extraction throughput on real images: end to end (decode + crop in worker processes, forward)
 next to the bare backbone forward measured in the same run, eager and through torch.compile, with the
 data-wait fraction (the share of the time the backbone waited for images). With ``--native`` the whole images at
-their own resolution (``crops.input: native``; ``--max-side``, ``--flip``), eager, batched by size (``--batch-size``
-crops' worth of pixels per forward) against one image per forward.
+their own resolution (``crops.input: native``; ``--max-side``, ``--flip``), eager, one image per forward pass (what
+extraction does on the CPU) against batches of one size (``--batch-size`` crops' worth of pixels per forward, what
+it does on an accelerator).
 
     python bench/extract_throughput.py --meta data/livec/meta.csv --images 400
     python bench/extract_throughput.py --meta data/livec/pool/meta.csv --images 200 --native --flip
@@ -49,12 +50,13 @@ def main() -> None:
     print(f"{args.backbone}, {len(meta)} images x {views}, batch {args.batch_size} crops, {args.threads} threads, "
           f"torch {torch.__version__}")
     runs = {}
-    plans = ((("batched by size", False, 1, args.batch_size), ("one image per forward", False, 1, 1))
-             if args.native else (("eager, decoding inline", False, 0, args.batch_size),
-                                  ("eager", False, 1, args.batch_size), ("compiled", True, 1, args.batch_size)))
-    for label, compile, workers, batch_size in plans:
-        _, s = extract(meta, args.backbone, args.weights, recipe, batch_size, compile=compile, workers=workers,
-                       precision=schema_default("backbone.precision"))
+    pixels = args.batch_size * args.size ** 2
+    plans = ((("one image per forward", False, 1, 0), ("batched by size", False, 1, pixels))
+             if args.native else (("eager, decoding inline", False, 0, None), ("eager", False, 1, None),
+                                  ("compiled", True, 1, None)))
+    for label, compile, workers, batch_pixels in plans:
+        _, s = extract(meta, args.backbone, args.weights, recipe, args.batch_size, compile=compile, workers=workers,
+                       batch_pixels=batch_pixels, precision=schema_default("backbone.precision"))
         runs[label] = s
         print(f"{label:24s}: end to end {s['images_per_s']:6.2f} images/s, {s['crops_per_s']:6.1f} views/s "
               f"({s['seconds']:.1f} s), bare forward {s['forward_crops_per_s']:6.1f} views/s, data wait "

@@ -1,11 +1,11 @@
 """How much seed averaging lowers the spread of a paired comparison, and the smallest effect it lets a run detect.
 
-Reads a finished run whose students were trained with ``evaluation.seeds: K`` (K >= 2; every split's
-``students/<model>.pt`` a seed ensemble) and, on every split's test part, scores the two compared students with
-each single seed and with the mean of the first k seeds, for every k up to K. For each k it prints the per-split
-differences' mean and standard deviation (with one seed: over the K single seeds, averaged) and the smallest
-difference the corrected resampled t-test detects with 80% power at two-sided alpha 0.05 with 10 and 30 splits
-(``qfm_iqm.evaluation.evaluate.detectable_effect_at``).
+Reads a run whose students were trained with ``evaluation.seeds: K`` (K >= 2; every split's
+``students/<model>.pt`` a seed ensemble; splits not trained yet are left out) and, on every split's test part,
+scores the two compared students with each single seed and with the mean of the first k seeds, for every k up to
+K. For each k it prints the two students' mean SRCC, the per-split differences' mean and standard deviation (with
+one seed: over the K single seeds, averaged) and the smallest difference the corrected resampled t-test detects
+with 80% power at two-sided alpha 0.05 with 10 and 30 splits (``qfm_iqm.evaluation.evaluate.detectable_effect_at``).
 
     python bench/seed_variance.py --configfile config/livec.yaml --models full baseline
 """
@@ -13,6 +13,7 @@ difference the corrected resampled t-test detects with 80% power at two-sided al
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,24 +54,28 @@ def main() -> None:
     fraction = config["splits"]["test_fraction"]
     rows = []
     for split in range(config["datasets"][dataset]["n_splits"]):
+        paths = {name: Path(f"results/{dataset}/split{split}/students/{name}.pt") for name in args.models}
+        if not all(path.is_file() for path in paths.values()):
+            continue  # a run under way: the splits whose two students are trained
         test = splits.part_rows(meta, table, split, "test")
         x = feats.subset(test["image_id"]).features
         scored = {}
         for name in args.models:
-            model = load_model(f"results/{dataset}/split{split}/students/{name}.pt")
+            model = load_model(paths[name])
             if not isinstance(model, SeedEnsemble):
                 raise SystemExit(f"split {split}: {name} was trained with one seed; run with evaluation.seeds >= 2")
             scored[name] = seed_srcc(model, x, test["score"].to_numpy())
         (a_single, a_mean), (b_single, b_mean) = scored[args.models[0]], scored[args.models[1]]
-        rows += [{"split": split, "k": "single", "seed": j, "diff": a - b}
+        rows += [{"split": split, "k": "single", "seed": j, "a": a, "b": b, "diff": a - b}
                  for j, (a, b) in enumerate(zip(a_single, b_single, strict=True))]
-        rows += [{"split": split, "k": k + 1, "seed": 0, "diff": a - b}
+        rows += [{"split": split, "k": k + 1, "seed": 0, "a": a, "b": b, "diff": a - b}
                  for k, (a, b) in enumerate(zip(a_mean, b_mean, strict=True))]
     frame = pd.DataFrame(rows)
     print(f"{dataset}: {args.models[0]} - {args.models[1]}, test SRCC, {frame['split'].nunique()} splits")
     for k, group in frame.groupby("k", sort=False):
         sd = float(group.groupby("seed")["diff"].std(ddof=1).mean())  # per seed over splits, then averaged
-        print(f"seeds {k!s:>6}: mean diff {group['diff'].mean():+.4f}, per-split SD {sd:.4f}, MDE at 10 splits "
+        print(f"seeds {k!s:>6}: {args.models[0]} {group['a'].mean():.4f}, {args.models[1]} {group['b'].mean():.4f} "
+              f"(means), mean diff {group['diff'].mean():+.4f}, per-split SD {sd:.4f}, MDE at 10 splits "
               f"{detectable_effect_at(sd, 10, fraction):.4f}, at 30 splits {detectable_effect_at(sd, 30, fraction):.4f}")
 
 

@@ -129,3 +129,12 @@ def test_benchmark_table_groups_jobs_by_rule(tmp_path: Path) -> None:
     assert table.loc["train_student", "median_s"] == 3.0 and table.loc["train_student", "max_rss_mb"] == 400.0
     assert set(table.index) == {"train_student", "train_teacher", "evaluate_cross", "extract_features"}
     assert table.index[0] == "extract_features"  # sorted by total time
+
+
+def test_the_detectable_effect_of_a_spread_at_other_numbers_of_splits() -> None:
+    d = np.random.default_rng(1).normal(0.01, 0.02, 30)
+    sd = float(d.std(ddof=1))
+    assert evaluate.detectable_effect_at(sd, 30, 0.2) == pytest.approx(evaluate.detectable_effect(d, 0.2), rel=1e-9)
+    at10, at30 = evaluate.detectable_effect_at(sd, 10, 0.2), evaluate.detectable_effect_at(sd, 30, 0.2)
+    assert at30 < at10 < 1.3 * at30  # with 80/20 splits more splits barely help: n_test/n_train stays
+    assert evaluate.detectable_effect_at(sd / 2, 30, 0.2) == pytest.approx(at30 / 2, rel=1e-6)  # halving the spread does

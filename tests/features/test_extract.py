@@ -14,7 +14,14 @@ from PIL import Image
 
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.features.cache import FeatureSet
-from qfm_iqm.features.extract import CropRecipe, compiler_available, describe_crops, extract, pooled_describer
+from qfm_iqm.features.extract import (
+    CropRecipe,
+    compiler_available,
+    describe_crops,
+    extract,
+    native_batch_pixels,
+    pooled_describer,
+)
 from qfm_iqm.io import InputError
 
 
@@ -138,7 +145,9 @@ def test_native_views_of_mixed_sizes_come_back_in_order_and_equal_one_image_alon
     describer, names, block_sizes = pooled_describer(create_backbone("tf_efficientnet_lite0", lite0), recipe,
                                                      precision="fp32")
     assert names == ["stage1_mean", "stage3_mean", "final_mean"] and block_sizes == [24, 112, 1280]
-    rows, stats = describe_crops(describer, meta, batch_size=8, workers=0)  # 2 same-size images per forward
+    assert native_batch_pixels("cpu", 8, 32) == 0 and native_batch_pixels("cuda", 8, 32) == 8 * 32 * 32
+    rows, stats = describe_crops(describer, meta, batch_size=8, workers=0,
+                                 batch_pixels=2 * 2 * 96 * 80)  # 2 same-size images (2 views each) per forward
     assert rows.shape == (5, 2, 1416) and stats["input"] == "native"
     for i in range(5):
         alone, _ = describe_crops(describer, meta.iloc[[i]], batch_size=8, workers=0)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from qfm_iqm.deploy.bundle import Bundle
 from qfm_iqm.features.devices import check_device
-from qfm_iqm.features.extract import CropRecipe, Preprocess, StaticForward, pooled_describer
+from qfm_iqm.features.extract import CropRecipe, Preprocess, StaticForward, native_batch_pixels, pooled_describer
 from qfm_iqm.features.loader import default_workers, prepared_batches
 from qfm_iqm.io import InputError, read_rgb, upright_rgb
 from qfm_iqm.method.train import predict
@@ -153,7 +153,7 @@ class Scorer:
         else:
             self.describer = pooled_describer(backbone, recipe, device=device, precision=precision)[0]
         self.images_per_batch = max(1, batch_size // recipe.views)
-        self.batch_pixels = batch_size * recipe.size ** 2  # native views: as many pixels per forward as the crops
+        self.batch_pixels = native_batch_pixels(device, batch_size, recipe.size)
         self._forward = StaticForward(self.describer, self.images_per_batch * recipe.views, False)
         scale = bundle.info["scale"]
         self.low, self.high, self.higher_is_better = scale["min"], scale["max"], scale["higher_is_better"]

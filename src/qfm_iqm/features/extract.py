@@ -224,6 +224,13 @@ def compiler_available() -> bool:
     return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
 
 
+def native_batch_pixels(device: str, batch_size: int, size: int) -> int:
+    """Pixels per forward pass of native views: as many as ``batch_size`` crops of ``size`` px on an accelerator;
+    on the CPU one image per pass, which ran twice as fast as batches of that size there
+    (``bench/extract_throughput.py --native``; docs/results.md, issue 33)."""
+    return 0 if torch.device(device).type == "cpu" else batch_size * size ** 2
+
+
 def header_size(path: str) -> tuple[int, int]:
     """An image file's upright (width, height) from its header, without decoding it; (0, 0) when unreadable (the
     decoder reports why later)."""
@@ -236,15 +243,18 @@ def header_size(path: str) -> tuple[int, int]:
 
 
 def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 32, compile: bool = False,
-                   workers: int | None = None) -> tuple[np.ndarray, dict]:
+                   workers: int | None = None, batch_pixels: int | None = None) -> tuple[np.ndarray, dict]:
     """``describer``'s rows for every image of ``meta`` (image_id, path), (images, views, dim), and throughput
     statistics; ``batch_size`` crops per forward pass (``compile``: through ``torch.compile``), the images
     decoded and cropped by ``workers`` processes (default ``loader.default_workers``) while the backbone runs.
-    Native views go in batches of as many pixels as ``batch_size`` crops, images of one size together (the images
-    are read in order of their header sizes; the rows come back in ``meta``'s order), and run eagerly.
+    Native views run eagerly, images of one size together in batches of ``batch_pixels`` pixels (default
+    ``native_batch_pixels``; at least one image; the images are read in order of their header sizes, the rows come
+    back in ``meta``'s order).
     The statistics include ``data_wait``: the share of the time the backbone waited for images."""
     recipe = describer.recipe
     images_per_batch = max(1, batch_size // recipe.views)
+    if batch_pixels is None:
+        batch_pixels = native_batch_pixels(describer.device, batch_size, recipe.size)
     if compile and recipe.native:
         log.warning("crops.input native: torch.compile wants static shapes, so the backbone runs eagerly")
     forward = StaticForward(describer, images_per_batch * recipe.views, compile and not recipe.native)
@@ -262,7 +272,7 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
         if errors := [error for _, error in prepared if error]:
             raise InputError(errors[0])
         t0 = time.perf_counter()
-        outputs.append(describer.rows([p for p, _ in prepared], forward, batch_size * recipe.size ** 2))
+        outputs.append(describer.rows([p for p, _ in prepared], forward, batch_pixels))
         forward_s += time.perf_counter() - t0
     features = np.concatenate(outputs)[np.argsort(order)]
     total_s = clock.total_s
@@ -291,9 +301,10 @@ def pooled_describer(backbone: torch.nn.Module, recipe: CropRecipe, channels_las
 
 def extract(meta: pd.DataFrame, backbone: str, weights: str | Path, recipe: CropRecipe,
             batch_size: int = 32, channels_last: bool = True, device: str = "cpu",
-            compile: bool = False, workers: int | None = None, *, precision: str) -> tuple[FeatureSet, dict]:
+            compile: bool = False, workers: int | None = None, batch_pixels: int | None = None, *,
+            precision: str) -> tuple[FeatureSet, dict]:
     """Features for every row of ``meta`` (columns image_id, path), and throughput statistics (``describe_crops``)."""
     describer, names, sizes = pooled_describer(create_backbone(backbone, weights), recipe, channels_last, device,
                                                precision=precision)
-    features, stats = describe_crops(describer, meta, batch_size, compile, workers)
+    features, stats = describe_crops(describer, meta, batch_size, compile, workers, batch_pixels)
     return FeatureSet(meta["image_id"].astype(str).to_numpy(), features, names, sizes), stats
