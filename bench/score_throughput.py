@@ -3,9 +3,10 @@
 The bare forward is the bundle's timm backbone on ready-made channels_last tensors shaped like the scorer's views:
 (batch, 3, size, size) crops, eager and through torch.compile (after warm-up); for a bundle of native-resolution
 views (``crops.input: native``) the most common view size among the images, as many per batch as the scorer puts
-in one forward pass, eager only (the scorer never compiles native views). The command runs as a user runs it (a fresh process: start-up, model
-load, compilation and every image included), eagerly, then compiled with an empty and with a warm compiler cache;
-the scorer's steady state is timed in-process after its first batch.
+in one forward pass on the CPU (one image's views), eager only (the scorer never compiles native views). The command
+runs as a user runs it (a fresh process: start-up, model load, compilation and every image included), eagerly, then
+compiled with an empty and with a warm compiler cache; the scorer's steady state is timed in-process after its
+first batch.
 
     python bench/score_throughput.py --folder ../shared/datasets/livec/ChallengeDB_release/Images --images 400
 """
@@ -25,7 +26,7 @@ import torch
 
 from qfm_iqm import load_model
 from qfm_iqm.deploy.cli import expand
-from qfm_iqm.features.extract import header_size
+from qfm_iqm.features.extract import header_size, native_batch_pixels
 from qfm_iqm.io import read_rgb
 
 QFM_IQM = str(Path(sys.executable).with_name("qfm-iqm"))
@@ -51,14 +52,16 @@ def main() -> None:
     parser.add_argument("--model", default="livec")
     parser.add_argument("--batch-size", type=int, default=40, help="crops per forward pass")
     args = parser.parse_args()
-    files = expand([args.folder], recursive=False)[: args.images]
+    files = [item.path for item in expand([args.folder], recursive=False) if not item.error][: args.images]
     scorer = load_model(args.model, compile="off")
     recipe = scorer.describer.recipe
     views = recipe.views
     backbone = scorer.bundle.backbone().to(memory_format=torch.channels_last).eval()
     if recipe.native:
-        width, height = Counter(recipe.native_size(*header_size(str(f))) for f in files).most_common(1)[0][0]
-        shape, batch = (height, width), max(1, args.batch_size * recipe.size ** 2 // (width * height))
+        sizes = [header_size(str(f)) for f in files]
+        width, height = Counter(recipe.native_size(*size) for size in sizes if min(size)).most_common(1)[0][0]
+        pixels = native_batch_pixels("cpu", args.batch_size, recipe.size)  # the scorer's batches on this CPU
+        shape, batch = (height, width), max(1, pixels // (width * height)) * views
         described = f"native views of {width}x{height} (the most common){', and mirrored' if recipe.flip else ''}"
     else:
         shape, batch = (recipe.size, recipe.size), args.batch_size

@@ -55,7 +55,9 @@ def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decod
     assert cache.features.dtype == np.float16 and cache.features.shape == (len(meta), 2, 192 * 4 + 2 * 192)
     assert cache.block_names == [ACTIVATION, EARLY] and cache.block_sizes == [768, 2 * (16 + 24 + 40 + 112)]
 
-    model = load_model(decoder_run / f"results/{DS}/split0/students/decoder.pt")
+    ensemble = load_model(decoder_run / f"results/{DS}/split0/students/decoder.pt")  # tiny_config: 2 seeds
+    assert len(ensemble.members) == 2 and ensemble.spec["partial"] == ensemble.members[1].spec["partial"]
+    model = ensemble.members[0]
     assert model.spec["head"] == "decoder" and model.spec["tokens"] == 4 + 1 and model.spec["partial"]["from_block"] == 6
     start = create_backbone("tf_efficientnet_lite0", decoder_run / "results/weights/tf_efficientnet_lite0.pth")
     moved = [not torch.equal(a, b) for a, b in zip(model.top.parameters(), start.blocks[6:].parameters(), strict=False)]
