@@ -248,8 +248,8 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
     statistics; ``batch_size`` crops per forward pass (``compile``: through ``torch.compile``), the images
     decoded and cropped by ``workers`` processes (default ``loader.default_workers``) while the backbone runs.
     Native views run eagerly, images of one size together in batches of ``batch_pixels`` pixels (default
-    ``native_batch_pixels``; at least one image; the images are read in order of their header sizes, the rows come
-    back in ``meta``'s order).
+    ``native_batch_pixels``; at least one image; for batches the images are read in order of their header sizes;
+    the rows come back in ``meta``'s order).
     The statistics include ``data_wait``: the share of the time the backbone waited for images."""
     recipe = describer.recipe
     images_per_batch = max(1, batch_size // recipe.views)
@@ -261,7 +261,7 @@ def describe_crops(describer: Describer, meta: pd.DataFrame, batch_size: int = 3
     workers = default_workers(describer.device) if workers is None else workers
     items = list(zip(meta["path"], meta["image_id"].astype(str), strict=True))
     order = np.arange(len(items))
-    if recipe.native:
+    if recipe.native and batch_pixels:  # batches of one size: read the images grouped by size
         sizes = [header_size(path) for path, _ in items]
         order = np.array(sorted(order, key=lambda i: (recipe.native_size(*sizes[i]) if min(sizes[i]) else (0, 0), i)),
                          dtype=int)
