@@ -162,7 +162,7 @@ def make_bundle(root: Path, lite0: Path, crops: dict, seeds: int = 1) -> Path:
                   weights="package", state=bundle.backbone_state("tf_efficientnet_lite0", "package", lite0),
                   weights_file=lite0, crops=crops, meta=meta, precision="fp32",
                   dataset={"name": "tiny", "kind": "random", "licence": "CC0 (random pixels)"},
-                  settings={"crops": crops, "student": TINY_STUDENT}, provenance={},
+                  settings={"crops": crops, "student": TINY_STUDENT, "seeds": seeds}, provenance={},
                   summary=summary_row(0.8, (0.7, 0.9)))
     return root / "model"
 

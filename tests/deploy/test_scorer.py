@@ -212,8 +212,9 @@ def test_a_native_bundle_of_seed_ensembles_scores_any_size_as_the_pipeline_uprig
 
     crops = {**TINY_CROPS, "input": "native", "max_side": 96, "flip": True}
     scorer = load_model(make_bundle(tmp_path, lite0, crops, seeds=3), compile="off")
-    assert "the whole image at its native resolution, its longer side capped at 96 px" in \
-        (tmp_path / "model/MODEL.md").read_text()
+    card = (tmp_path / "model/MODEL.md").read_text()
+    assert "the whole image at its native resolution, its longer side capped at 96 px" in card
+    assert "; its score is the mean of 3 such models, trained with seeds 0 to 2, with" in card
     sizes = [(64, 48), (150, 100), (64, 48), (40, 300)]
     paths = [write_image(tmp_path / f"s{i}.png", size, seed=i) for i, size in enumerate(sizes)]
     meta = pd.DataFrame({"image_id": [f"s{i}" for i in range(4)], "path": [str(p) for p in paths]})

@@ -122,11 +122,13 @@ def test_benchmark_table_groups_jobs_by_rule(tmp_path: Path) -> None:
              "ds/extract_features/lite0_c5s224r0_pool.tsv": 9.0}
     for name, seconds in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(header + f"{seconds}\t0:00:0{int(seconds)}\t{100 * seconds}\t1\t1\t1\t0\t0\t0\t1\n")
+        (tmp_path / name).write_text(header + f"{seconds}\t0:00:0{int(seconds)}\t{100 * seconds}\t1\t1\t1\t0\t0\t0\t"
+                                              f"{seconds / 2}\n")
     assert rule_of(Path("x/extract_features/lite0_c5.tsv"), rules) == "extract_features"
     table = benchmark_table(tmp_path, rules).set_index("rule")
     assert table.loc["train_student", "jobs"] == 2 and table.loc["train_student", "total_s"] == 6.0
     assert table.loc["train_student", "median_s"] == 3.0 and table.loc["train_student", "max_rss_mb"] == 400.0
+    assert table.loc["train_student", "cpu_s"] == 3.0
     assert set(table.index) == {"train_student", "train_teacher", "evaluate_cross", "extract_features"}
     assert table.index[0] == "extract_features"  # sorted by total time
 

@@ -377,10 +377,10 @@ def dataset_credit(wildcards):
 
 def deploy_settings(wildcards):
     """What a deployable model was trained with, recorded in its bundle: backbone, crops, teacher, the full
-    student, pairs, the expansion pool and, for a decoder, the ``partial`` section."""
+    student and its number of seeds, pairs, the expansion pool and, for a decoder, the ``partial`` section."""
     student = VARIANTS["full"]
     settings = {"backbone": config["backbone"], "crops": config["crops"], "teacher": config["teacher"],
-                "student": active_settings(student), "pairs": config["pairs"],
+                "student": active_settings(student), "seeds": config["evaluation"]["seeds"], "pairs": config["pairs"],
                 "pool": DATASETS[wildcards.dataset].get("pool")}
     return {**settings, **({"partial": config["partial"]} if reads_tokens(student["arch"]) else {})}
 

@@ -245,6 +245,9 @@ def model_card(info: dict) -> str:
                "hub": "timm's pretrained weights", "file": f"the run's own weights, in {BACKBONE}"}[bb["weights"]]
     head = "a DEIQT-style decoder over the backbone's tokens, its top trained" if student["arch"]["head"] == "decoder" \
         else f"an {student['arch']['head'].upper()} head on pooled stage statistics of the frozen backbone"
+    seeds = info["settings"].get("seeds", 1)  # bundles from before seed ensembles hold one model
+    ensemble = (f"; its score is the mean of {seeds} such models, trained with seeds {student['train']['seed']} to "
+                f"{student['train']['seed'] + seeds - 1}" if seeds > 1 else "")
     recipe = CropRecipe(**crops)  # bundles from before a recipe key existed read its default
     mirror = ", each also mirrored" if recipe.flip else ""
     views = (f"the whole image at its native resolution, its longer side capped at {recipe.max_side} px{mirror}"
@@ -273,7 +276,7 @@ def model_card(info: dict) -> str:
     return f"""# QFM-IQM model `{info['name']}`
 
 No-reference image quality assessment: QFM-IQM (Li et al., ICML 2024) as reproduced by {info['created_by']}:
-{head} ({bb['name']}, {views}), with the channel gate, semantic-noise
+{head} ({bb['name']}, {views}){ensemble}, with the channel gate, semantic-noise
 matching and distillation. Trained on **all {data['images']} images** of `{data['name']}`; no setting was chosen on
 test data. {loss}
 

@@ -329,17 +329,19 @@ def rule_of(path: Path, rules: list[str]) -> str:
 
 
 def benchmark_table(folder: str | Path, rules: list[str]) -> pd.DataFrame:
-    """Per rule: jobs, total and median wall time (s) and the largest peak RSS (MB), from the
+    """Per rule: jobs, total and median wall time (s), total CPU time (s) and the largest peak RSS (MB), from the
     Snakemake ``benchmark:`` files under ``folder``."""
     frames = []
     for path in sorted(Path(folder).rglob("*.tsv")):
         bench = pd.read_csv(path, sep="\t")
         frames.append(bench.assign(rule=rule_of(path, rules), file=str(path)))
     if not frames:
-        return pd.DataFrame(columns=["rule", "jobs", "total_s", "median_s", "max_rss_mb"])
+        return pd.DataFrame(columns=["rule", "jobs", "total_s", "median_s", "cpu_s", "max_rss_mb"])
     runs = pd.concat(frames, ignore_index=True)
-    runs["max_rss"] = pd.to_numeric(runs["max_rss"], errors="coerce")
+    for column in ("max_rss", "cpu_time"):
+        runs[column] = pd.to_numeric(runs[column], errors="coerce")
     grouped = runs.groupby("rule")
     return pd.DataFrame({"jobs": grouped["file"].nunique(), "total_s": grouped["s"].sum(),
-                         "median_s": grouped["s"].median(), "max_rss_mb": grouped["max_rss"].max()}
+                         "median_s": grouped["s"].median(), "cpu_s": grouped["cpu_time"].sum(),
+                         "max_rss_mb": grouped["max_rss"].max()}
                         ).sort_values("total_s", ascending=False).reset_index()
