@@ -72,6 +72,14 @@ FAULTS = {
     "score not a number": (
         _rows(img02="img02.png,abc"), None, "data/own/meta.csv",
         lambda w: f"ERROR in prepare_dataset: {LABELS}, row 4: score 'abc' in column 'mos' is not a number"),
+    "row with an extra field": (
+        _rows(img02="img02.png,3,blurry"), None, "data/own/meta.csv",
+        lambda w: f"ERROR in prepare_dataset: {LABELS}, line 4: expected 2 fields, saw 3 (a comma inside a field "
+                  "needs quotes)"),
+    "score that crushes the others": (
+        _rows(img02="img02.png,1e300"), None, "data/own/meta.csv",
+        lambda w: f"ERROR in prepare_dataset: {LABELS}, row 4: score '1e300' in column 'mos' is so far from the others "
+                  "(median 7.5) that scaling to [0, 1] would crush them together; correct it or leave the image out"),
     "listed image missing": (
         None, lambda w: (w / "own/images/img05.png").unlink(), "data/own/meta.csv",
         lambda w: f"ERROR in prepare_dataset: Dataset image not found: {_image(w, 'img05.png')} (listed in {LABELS}; "

@@ -234,6 +234,14 @@ def test_ablation_splits_trains_the_other_variants_on_the_first_splits_only(tmp_
     assert jobs["train_student"] == 3 + 2 + 1 and jobs["evaluate_split"] == 2 and jobs["sensitivity_sweep"] == 1
 
 
+def test_a_section_repeated_in_a_config_file_stops_the_plan_naming_both_lines(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config())
+    config.write_text(config.read_text() + "student:\n  train:\n    epochs: 3\n")
+    proc = snakemake(tmp_path, config, "-n", check=False)
+    assert proc.returncode != 0
+    assert "key 'student' appears twice in one section (lines" in proc.stdout + proc.stderr
+
+
 def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:
     config = tiny_config()
     config["student"]["train"]["epochz"] = 3
