@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import bomb_png, write_image
+from PIL import Image
 
 from qfm_iqm import load_model
 from qfm_iqm.deploy import cli
@@ -147,6 +148,54 @@ def test_ctrl_c_keeps_the_rows_so_far_and_exits_130(tiny_bundle: Path, photos: P
     assert kept[0].suffix == (".csv" if output == "-" else ".json")
     rows = pd.read_csv(kept[0]) if output == "-" else pd.DataFrame(json.loads(kept[0].read_text()))
     assert rows["path"].tolist() == [str(photos / "p0.jpg")] and rows["score"].notna().all()
+
+
+def test_another_writer_of_the_same_output_is_not_overwritten(tiny_bundle: Path, photos: Path, tmp_path: Path,
+                                                               capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two scorers with one ``-o``: the one that finishes second finds the file changed since it started, and
+    puts its scores in a recovery file instead."""
+    from qfm_iqm.deploy.scorer import Scorer
+
+    stream, out = Scorer.stream, tmp_path / "scores.csv"
+
+    def racing(self: Scorer, *args: object, **kwargs: object):
+        out.write_text("path,score,quality,error\nother.jpg,50,0.5,\n")  # the other scorer finishes first
+        yield from stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "stream", racing)
+    code, _, err = score(capsys, str(photos), "--model", str(tiny_bundle), "-o", str(out))
+    [recovered] = tmp_path.glob("scores.recovered-*.csv")
+    assert code == cli.EXIT_RUN_FAILED and "other.jpg" in out.read_text()
+    assert _one_error_line(err) == (f"qfm-iqm: error: {out} changed while the files were scored (another qfm-iqm "
+                                    f"writing it?), so it was not overwritten; the scores of all 2 files went to "
+                                    f"{recovered}")
+
+
+def test_an_output_inside_the_scored_folder_is_not_scored_itself(tiny_bundle: Path, photos: Path, capsys) -> None:
+    for _ in range(2):
+        code, _, err = score(capsys, str(photos), "--model", str(tiny_bundle), "-o", str(photos / "scores.csv"))
+        assert code == cli.EXIT_OK, err
+    assert pd.read_csv(photos / "scores.csv")["path"].tolist() == [str(photos / "p0.jpg"), str(photos / "p1.jpg")]
+
+
+def test_a_tiny_image_is_scored_with_a_warning(tiny_bundle: Path, tmp_path: Path, capsys) -> None:
+    Image.new("RGB", (1, 1), (120, 50, 9)).save(tmp_path / "dot.png")
+    code, _, err = score(capsys, str(tmp_path / "dot.png"), "--model", str(tiny_bundle))
+    assert code == cli.EXIT_OK and err.splitlines()[-1] == (
+        f"qfm-iqm: warning: {tmp_path / 'dot.png'} is 1x1 px, under 32 px on a side: it was scaled up, and its score "
+        "says little about its quality")
+
+
+@pytest.mark.slow  # runs the qfm-iqm command in two new processes, which import torch (3-4 s each)
+def test_q_hides_pillows_warnings(tiny_bundle: Path, tmp_path: Path) -> None:
+    """pytest records warnings itself, so this runs the command as a user does."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 50
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "exif.jpg", exif=exif.tobytes()[:-30])  # cut short
+    args = [QFM_IQM, "score", str(tmp_path / "exif.jpg"), "--model", str(tiny_bundle)]
+    loud, quiet = (subprocess.run(a, capture_output=True, text=True, check=True) for a in (args, [*args, "-q"]))
+    assert "TiffImagePlugin.py" in loud.stderr and "Warning" in loud.stderr  # Pillow complains about the EXIF
+    assert "Warning" not in quiet.stderr and "TiffImagePlugin" not in quiet.stderr
 
 
 # -- every bad input gets one line -----------------------------------------------------------------------------------

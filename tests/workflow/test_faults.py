@@ -294,6 +294,28 @@ def test_kill_9_during_training_then_the_documented_recovery_gives_the_same_metr
     assert (run / "results/own/metrics.csv").read_bytes() == (labels_run / "results/own/metrics.csv").read_bytes()
 
 
+@pytest.mark.parametrize("artefact, spoil, job", [
+    (FEATURES, "flip a byte", "train_teacher"),
+    ("results/own/split0/teacher.pt", "truncate", "label_pool"),
+])
+def test_an_artefact_changed_under_its_old_timestamp_stops_the_job_that_reads_it(labels_run: Path, tmp_path: Path,
+                                                                                artefact: str, spoil: str,
+                                                                                job: str) -> None:
+    """A disk fault or an edit that keeps the timestamp: Snakemake sees nothing, the reading job names the file."""
+    run = copy_run(labels_run, tmp_path / "run")
+    path = run / artefact
+    stat, data = path.stat(), bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data) if spoil == "flip a byte" else bytes(data[: len(data) // 2]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _dry_run(run, SUMMARY) == {}  # Snakemake itself would reuse it
+    proc = snakemake(run, run / "config.yaml", SUMMARY, "--forcerun", job, check=False)
+    assert proc.returncode != 0
+    line = next(line for line in proc.stderr.splitlines() if line.startswith(f"ERROR in {job}: "))
+    assert line.startswith(f"ERROR in {job}: {artefact} is corrupt (its SHA-256 is "), line
+    assert line.endswith(f"recorded in {path.name}.sha256 when it was made); delete it and rerun")
+
+
 def test_every_model_predicts_on_the_scale_of_the_scores(tiny_run: Path) -> None:
     """RMSE of every model within 2x the ridge floor's on each split (a head fed z-scores in the millions
     once predicted ~46,000 on [0, 1] scores)."""

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                        help="torch.compile the backbone: auto (default) from 5000 crops on and where a compiler "
                             "is found; falls back to eager when compiling fails")
-    score.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    score.add_argument("--quiet", "-q", action="store_true", help="no progress bar, and no warnings from Pillow")
     info = commands.add_parser("info", help="print a model's card", description="Print a model's card (MODEL.md).")
     info.add_argument("model", nargs="?", default="livec", help="a shipped model's name or a bundle folder")
     check = commands.add_parser("check-config", help="find a workflow config file's errors",
@@ -127,7 +128,10 @@ def _score(args: argparse.Namespace) -> int:
             raise InputError(f"--output {args.output}: name a .csv or .json file, or - for stdout")
         check_writable(args.output)
     check_device(args.device, "--device")
-    listed = expand(args.paths, args.recursive)
+    if args.quiet:  # Pillow's warnings on odd files (a truncated EXIF block); decoding processes inherit this
+        warnings.filterwarnings("ignore", module="PIL")
+    before = _state(args.output)
+    listed = [item for item in expand(args.paths, args.recursive) if not _same_file(item.path, args.output)]
     if not listed:
         raise InputError(f"no files found in {' '.join(args.paths)}")
     scorer = load_model(args.model, args.device, args.batch_size, args.compile)
@@ -146,12 +150,32 @@ def _score(args: argparse.Namespace) -> int:
               f"rows went to {where}{unwritten}", file=sys.stderr)
         return EXIT_INTERRUPTED
     with _uninterrupted():
-        return _report(_table(results), args, scorer.bundle.name)
+        return _report(_table(results), args, scorer.bundle.name, before)
 
 
-def _report(table: pd.DataFrame, args: argparse.Namespace, model: str) -> int:
-    """Write the scores and say how it went; the exit status."""
+def _state(output: str) -> tuple[int, int, int] | None:
+    """What is at ``output`` now (inode, size, modification time), to see another writer before overwriting it."""
+    if output == STDOUT or not os.path.exists(output):
+        return None
+    stat = os.stat(output)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _same_file(path: Path, output: str) -> bool:
+    return output != STDOUT and os.path.realpath(path) == os.path.realpath(output)
+
+
+def _report(table: pd.DataFrame, args: argparse.Namespace, model: str, before: tuple | None) -> int:
+    """Write the scores (unless another writer changed the output meanwhile) and say how it went; the exit
+    status."""
+    from qfm_iqm.features.extract import MIN_SIDE, header_size
+
     failed = int((table["error"] != "").sum())
+    if _state(args.output) != before:
+        print(f"qfm-iqm: error: {args.output} changed while the files were scored (another qfm-iqm writing it?), so "
+              f"it was not overwritten; the scores of all {len(table)} files went to {_recover(table, args.output)}",
+              file=sys.stderr)
+        return EXIT_RUN_FAILED
     try:
         _write(table, args.output)
     except (OSError, InputError) as err:
@@ -165,6 +189,11 @@ def _report(table: pd.DataFrame, args: argparse.Namespace, model: str) -> int:
           file=sys.stderr)
     for row in table[table["error"] != ""].itertuples():
         print(f"qfm-iqm: failed: {row.error}", file=sys.stderr)
+    for path in table.loc[table["error"] == "", "path"]:
+        size = header_size(path)
+        if 0 < min(size) < MIN_SIDE:
+            print(f"qfm-iqm: warning: {path} is {size[0]}x{size[1]} px, under {MIN_SIDE} px on a side: it was scaled up, "
+                  "and its score says little about its quality", file=sys.stderr)
     return EXIT_IMAGE_FAILED if failed else EXIT_OK
 
 
@@ -192,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "check-config":
             return _check_config(args.files)
-        return _score(args)
+        with warnings.catch_warnings():  # -q's filter ends with the command (tests call main in one process)
+            return _score(args)
     except (InputError, ConfigError) as err:
         print(f"qfm-iqm: error: {err}", file=sys.stderr)
         return EXIT_USAGE
