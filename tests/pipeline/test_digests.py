@@ -28,21 +28,27 @@ def spoil(path: Path, data: bytes) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_a_changed_artefact_is_named_by_its_digest_and_others_pass(tmp_path: Path) -> None:
-    cache, table, figure = features(tmp_path / "labelled.npz"), tmp_path / "pairs.csv", tmp_path / "fig.png"
+def test_a_changed_artefact_is_named_by_its_digest_and_others_pass(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a workflow's working directory: artefacts are under results/
+    (tmp_path / "results").mkdir()
+    (tmp_path / "data").mkdir()
+    cache, table, figure = features(Path("results/labelled.npz")), Path("results/pairs.csv"), Path("results/fig.png")
     table.write_text("a,b\n1,2\n")
     figure.write_bytes(b"png")
-    digests.record([cache, table, figure, tmp_path / "missing.csv"])
-    assert sorted(p.name for p in tmp_path.glob("*.sha256")) == ["labelled.npz.sha256", "pairs.csv.sha256"]
+    Path("data/meta.csv").write_text("image_id\n")
+    digests.record([cache, table, figure, Path("results/missing.csv"), Path("data/meta.csv")])
+    assert sorted(str(p) for p in Path().rglob("*.sha256")) == ["results/labelled.npz.sha256",
+                                                                 "results/pairs.csv.sha256"]
     digests.verify([cache, table, figure])
     data = bytearray(cache.read_bytes())
     data[-30] ^= 0xFF
     spoil(cache, bytes(data))
-    with pytest.raises(InputError, match=rf"^{tmp_path / 'labelled.npz'} is corrupt \(its SHA-256 is [0-9a-f]{{16}}\.\.\., "
+    with pytest.raises(InputError, match=r"^results/labelled.npz is corrupt \(its SHA-256 is [0-9a-f]{16}\.\.\., "
                                          r"not the [0-9a-f]{16}\.\.\. recorded in labelled.npz.sha256 when it was "
                                          r"made\); delete it and rerun$"):
         digests.verify([table, cache])
-    (tmp_path / "labelled.npz.sha256").unlink()  # made before digests: not checked
+    Path("results/labelled.npz.sha256").unlink()  # made before digests: not checked
     digests.verify([cache])
 
 

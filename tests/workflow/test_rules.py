@@ -211,8 +211,10 @@ def test_bad_input_stops_with_a_clear_error_and_no_partial_results(tmp_path: Pat
     assert temporary == []
     results = {str(f) for f in files if f.parts[0] == "results" and "weights" not in f.parts}
     if "extract_features" in message:  # preparation and splits succeeded; no labelled features were written
-        pool = {f"results/mine/features/tf_efficientnet_lite0/c2s64r0/pool{s}" for s in (".npz", ".stats.json")}
-        assert results - pool <= {"results/mine/splits.csv"}  # the independent pool job may have finished
+        pool = {f"results/mine/features/tf_efficientnet_lite0/c2s64r0/pool{s}"
+                for s in (".npz", ".npz.sha256", ".stats.json")}
+        assert results - pool <= {"results/mine/splits.csv", "results/mine/splits.csv.sha256"}  # the independent
+        # pool job may have finished
         assert results & pool in (set(), pool)  # ... but then completely
         assert (tmp_path / "data/mine/meta.csv").is_file()
     else:

@@ -1,7 +1,7 @@
 """Digests of the workflow's intermediate artefacts (feature caches, activations, checkpoints, tables).
 
-When a job has made its outputs, each ``.npz``, ``.pt`` and ``.csv`` file among them gets ``<file>.sha256`` beside
-it, in ``sha256sum``'s format; before a job runs, each of its inputs that has one is checked against it. A file
+When a job has made its outputs, each ``.npz``, ``.pt`` and ``.csv`` file among them under ``results/`` gets
+``<file>.sha256`` beside it, in ``sha256sum``'s format (``data/`` is DVC's, which keeps its own digests); before a job runs, each of its inputs that has one is checked against it. A file
 changed since its job made it (a disk fault, a copy cut short, an edit) stops the job with one line naming it,
 rather than a rerun of the job that made it: Snakemake plans every job before any runs, and a fault in
 ``results/`` is worth seeing. Files made before digests were written have none and are not checked.
@@ -16,6 +16,7 @@ from pathlib import Path
 from qfm_iqm.io import InputError, sha256sum, write_text
 
 SUFFIXES = (".npz", ".pt", ".csv")
+ROOT = "results"  # the workflow's own artefacts, relative to its working directory
 SIDECAR = ".sha256"
 
 
@@ -24,7 +25,7 @@ def sidecar(path: str | os.PathLike) -> Path:
 
 
 def _artefacts(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    return [Path(p) for p in paths if Path(p).suffix in SUFFIXES and Path(p).is_file()]
+    return [Path(p) for p in paths if Path(p).parts[:1] == (ROOT,) and Path(p).suffix in SUFFIXES and Path(p).is_file()]
 
 
 def record(paths: Iterable[str | os.PathLike]) -> None:
