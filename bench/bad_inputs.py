@@ -1,4 +1,4 @@
-"""Every bad input of issue 22 against the ``qfm-iqm`` command line, the Python API and a tiny workflow: one line per
+"""Every bad input of issues 22 and 34 against the ``qfm-iqm`` command line, the Python API and a tiny workflow: one line per
 case with the input, the exit code and the first line of the error (or the result), then whether any case printed
 a traceback. The workflow cases run Snakemake on the tests' 12-image ``labels`` folder.
 
@@ -12,7 +12,9 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,15 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests/workflow"), str(REPO / "tests/deploy")]
 
 from conftest import bomb_png, write_image  # noqa: E402
 from test_cli import deny_folder, failing_write  # noqa: E402
-from test_faults import LABELS, _rows, labels_workdir  # noqa: E402
+from test_faults import FEATURES, LABELS, _rows, labels_workdir  # noqa: E402
+from test_io import float_rgb_tiff  # noqa: E402
 from workflow_helpers import scheduled_jobs, snakemake, tiny_config, write_config  # noqa: E402
 
 from qfm_iqm import load_model  # noqa: E402
@@ -67,7 +72,7 @@ def qfm_iqm(work: Path, *args: str) -> tuple[int, str, str]:
 
 
 MARKERS = ("qfm-iqm: error:", "ERROR in ", "config key", "unknown config key", "Config file is not valid",
-           "qfm-iqm: failed:")
+           "config file ", "qfm-iqm: failed:")
 
 
 def error_line(stderr: str) -> str:
@@ -79,8 +84,6 @@ def error_line(stderr: str) -> str:
 
 def row_errors(stdout: str) -> str:
     """The error column of the CSV rows that have one, joined."""
-    import pandas as pd
-
     table = pd.read_csv(io.StringIO(stdout), keep_default_na=False)
     return " | ".join(e for e in table["error"] if e) or f"{len(table)} rows, no error"
 
@@ -201,6 +204,127 @@ def _(work: Path) -> Outcome:
     return "qfm-iqm check-config broken.yaml", code, error_line(err)
 
 
+@case("stdout full (> /dev/full)")
+def _(work: Path) -> Outcome:
+    photos(work)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([QFM_IQM, "score", "photos", "-q"], cwd=work, stdout=full, stderr=subprocess.PIPE,
+                              text=True, check=False)
+    kept = [len(pd.read_csv(p)) for p in work.glob("qfm-iqm-scores.recovered-*.csv")]
+    return "score photos -q > /dev/full", proc.returncode, f"{error_line(proc.stderr)} [rows kept: {kept}]"
+
+
+@case("stdout a pipe closed early (| true)")
+def _(work: Path) -> Outcome:
+    photos(work)
+    proc = subprocess.Popen([QFM_IQM, "score", "photos", "-q"], cwd=work, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.communicate()[1]
+    return "score photos -q | true", proc.returncode, error_line(err)
+
+
+@case("Ctrl-C while scoring")
+def _(work: Path) -> Outcome:
+    for i in range(60):
+        write_image(work / "many" / f"m{i:02d}.jpg", (320, 240), seed=i)
+    proc = subprocess.Popen([QFM_IQM, "score", "many", "-o", "sig.csv"], cwd=work, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    seen = b""
+    while not re.search(rb"\| +[1-9]\d*/60", seen) and proc.poll() is None:
+        seen += os.read(proc.stderr.fileno(), 256)
+    proc.send_signal(signal.SIGINT)
+    err = (seen + proc.communicate()[1]).decode()
+    if "Traceback" in err:
+        TRACEBACKS.append("Ctrl-C while scoring")
+    line = next((ln.strip() for ln in err.replace("\r", "\n").splitlines() if ln.startswith("qfm-iqm:")), "")
+    return "score many/ (60) -o sig.csv, SIGINT", proc.returncode, f"{line} [sig.csv written: {(work / 'sig.csv').exists()}]"
+
+
+@case("link loops under -r and **")
+def _(work: Path) -> Outcome:
+    write_image(work / "photos/2024/a.jpg")
+    write_image(work / "photos/b.jpg")
+    (work / "photos/current").symlink_to(".")
+    (work / "photos/loop").symlink_to("..")
+    code, out, err = qfm_iqm(work, "score", "photos/**/*.jpg", "-r")
+    rows = len(pd.read_csv(io.StringIO(out)))
+    return "'photos/**/*.jpg' -r with current -> . and loop -> ..", code, \
+        f"{rows} rows; {err.splitlines()[0]}"
+
+
+@case("a symlinked subfolder under -r")
+def _(work: Path) -> Outcome:
+    write_image(work / "photos/b.jpg")
+    write_image(work / "elsewhere/c.jpg")
+    (work / "photos/extra").symlink_to("../elsewhere")
+    code, out, _ = qfm_iqm(work, "score", "photos", "-r")
+    return "photos/ -r with extra -> ../elsewhere", code, " ".join(pd.read_csv(io.StringIO(out))["path"])
+
+
+@case("two scorers, one -o")
+def _(work: Path) -> Outcome:
+    from qfm_iqm.deploy.scorer import Scorer
+
+    stream, out, err = Scorer.stream, work / "scores.csv", io.StringIO()
+
+    def racing(self: Scorer, *args: object, **kwargs: object):
+        out.write_text("path,score,quality,error\nother.jpg,50,0.5,\n")
+        yield from stream(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(io.StringIO()):
+        patch.setattr(Scorer, "stream", racing)
+        code = cli.main(["score", str(photos(work)), "-o", str(out), "-q"])
+    return "-o scores.csv written by another scorer meanwhile (injected)", code, err.getvalue().splitlines()[-1]
+
+
+@case("-o inside the scored folder, run twice")
+def _(work: Path) -> Outcome:
+    photos(work)
+    qfm_iqm(work, "score", "photos", "-o", "photos/scores.csv")
+    code, _, err = qfm_iqm(work, "score", "photos", "-o", "photos/scores.csv")
+    return "score photos -o photos/scores.csv (twice)", code, err.splitlines()[-1]
+
+
+@case("a 1x1 image")
+def _(work: Path) -> Outcome:
+    Image.new("RGB", (1, 1), (120, 50, 9)).save(work / "dot.png")
+    code, _, err = qfm_iqm(work, "score", "dot.png")
+    return "dot.png (1x1)", code, err.splitlines()[-1]
+
+
+@case("HEIC and float RGB TIFF")
+def _(work: Path) -> Outcome:
+    (work / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    float_rgb_tiff(work / "float.tif")
+    code, out, _ = qfm_iqm(work, "score", "phone.heic", "float.tif")
+    return "phone.heic float.tif", code, row_errors(out)
+
+
+@case("corrupt EXIF, -q")
+def _(work: Path) -> Outcome:
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 50
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(work / "exif.jpg", exif=exif.tobytes()[:-30])
+    code, _, err = qfm_iqm(work, "score", "exif.jpg")
+    return "exif.jpg (EXIF cut short) -q", code, f"{err.splitlines()[-1]} [Pillow's warning printed: {'Warning' in err}]"
+
+
+@case("a repeated config section (check-config)")
+def _(work: Path) -> Outcome:
+    (work / "my.yaml").write_text("student:\n  hidden: 256\n  train:\n    lr: 1.0e-3\nstudent:\n  train:\n    epochs: 3\n")
+    code, _, err = qfm_iqm(work, "check-config", "my.yaml")
+    return "student: twice in my.yaml", code, error_line(err)
+
+
+@case("lr: 1e-3 (check-config)")
+def _(work: Path) -> Outcome:
+    (work / "lr.yaml").write_text("student:\n  train:\n    lr: 1e-3\n")
+    code, _, err = qfm_iqm(work, "check-config", "lr.yaml")
+    return "lr: 1e-3 in lr.yaml", code, next(ln.strip() for ln in err.splitlines() if "config key" in ln)
+
+
 # -- the Python API --------------------------------------------------------------------------------------------------
 
 def api(call: Callable[[], object]) -> tuple[int | str, str]:
@@ -227,6 +351,17 @@ def _(work: Path) -> Outcome:
 @case("API: device cuda:7")
 def _(work: Path) -> Outcome:
     return "load_model(device='cuda:7')", *api(lambda: load_model(device="cuda:7"))
+
+
+@case("API: ids='ab' for two images")
+def _(work: Path) -> Outcome:
+    files = [str(p) for p in sorted(photos(work).iterdir())]
+    return "load_model()(two files, ids='ab')", *api(lambda: load_model()(files, ids="ab"))
+
+
+@case("API: batch_size=0")
+def _(work: Path) -> Outcome:
+    return "load_model(batch_size=0)", *api(lambda: load_model(batch_size=0))
 
 
 # -- a tiny workflow -------------------------------------------------------------------------------------------------
@@ -278,8 +413,8 @@ def _(work: Path) -> Outcome:
     return "backbone.device: cuda:7", code, f"{line} [jobs run first: {(work / 'data').exists()}]"
 
 
-def dry_run(work: Path, config: Path) -> str:
-    jobs = dict(scheduled_jobs(snakemake(work, config, "data/own/meta.csv", "-n")))
+def dry_run(work: Path, config: Path, target: str = "data/own/meta.csv") -> str:
+    jobs = dict(scheduled_jobs(snakemake(work, config, target, "-n")))
     return ", ".join(f"{rule} {n}" for rule, n in jobs.items()) or "nothing to rerun"
 
 
@@ -306,6 +441,49 @@ def _(work: Path) -> Outcome:
     (work / "own/images/Thumbs.db").write_bytes(b"\0" * 64)
     write_image(work / "own/images/not_yet_labelled.png", seed=40)
     return "Thumbs.db and an unlabelled photo added", code, f"dry run reruns: {dry_run(work, config)}"
+
+
+@case("workflow: a row with an extra field")
+def _(work: Path) -> Outcome:
+    config = labels_workdir(work, _rows(img02="img02.png,3,blurry, dark"))
+    return "img02.png,3,blurry, dark under name,mos", *workflow(work, config, "data/own/meta.csv")
+
+
+@case("workflow: scores 1e308 and -1e308")
+def _(work: Path) -> Outcome:
+    config = labels_workdir(work, _rows(img02="img02.png,1e308", img03="img03.png,-1e308"))
+    return "two scores at the ends of the float range", *workflow(work, config, "data/own/meta.csv")
+
+
+@case("workflow: a repeated config section")
+def _(work: Path) -> Outcome:
+    config = labels_workdir(work)
+    config.write_text(config.read_text() + "student:\n  train:\n    epochs: 3\n")
+    code, proc = workflow(work, config, "-n")
+    return "student: appended to the config", code, proc
+
+
+def spoil(path: Path, truncate: bool) -> None:
+    """A flipped byte or a cut, the timestamp kept."""
+    stat, data = path.stat(), bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data[: len(data) // 2] if truncate else data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@case("workflow: corrupt cache, then checkpoint")
+def _(work: Path) -> Outcome:
+    config = labels_workdir(work)
+    teacher = work / "results/own/split0/teacher.pt"
+    snakemake(work, config, str(teacher.relative_to(work)))
+    spoil(work / FEATURES, truncate=False)
+    planned = dry_run(work, config, str(teacher.relative_to(work)))
+    code, cache = workflow(work, config, str(teacher.relative_to(work)), "--forcerun", "train_teacher")
+    spoil(work / FEATURES, truncate=False)  # flipped back
+    spoil(teacher, truncate=True)
+    _, checkpoint = workflow(work, config, "results/own/split0/pool_labels.csv")
+    return "a byte of labelled.npz flipped, then teacher.pt cut (timestamps kept)", code, \
+        f"dry run: {planned}; {cache} | {checkpoint}"
 
 
 @case("workflow: broken YAML --configfile")

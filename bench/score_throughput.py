@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from qfm_iqm import load_model
-from qfm_iqm.deploy.cli import expand
+from qfm_iqm.deploy.listing import expand
 from qfm_iqm.features.extract import header_size, native_batch_pixels
 from qfm_iqm.io import read_rgb
 

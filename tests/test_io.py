@@ -3,6 +3,7 @@ oversized and bad files) and atomic writes, which never delete what a user owns.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -246,3 +247,40 @@ def test_folders_replace_folders_but_never_files(tmp_path: Path) -> None:
             atomic_path(tmp_path / "file", folder=True) as tmp:
         tmp.mkdir()
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def float_rgb_tiff(path: Path, height: int = 4, width: int = 5) -> Path:
+    """An uncompressed little-endian TIFF of float32 RGB pixels, a layout Pillow cannot identify."""
+    data = np.random.default_rng(0).random((height, width, 3), dtype=np.float32).tobytes()
+    tags = [(256, 1, width), (257, 1, height), (258, 3, "bits"), (259, 1, 1), (262, 1, 2), (273, 1, "data"),
+            (277, 1, 3), (278, 1, height), (279, 1, len(data)), (339, 3, "format")]
+    extra = 8 + 2 + 12 * len(tags) + 4  # after the header and the one directory
+    at = {"bits": extra, "format": extra + 6, "data": extra + 12}
+    out = b"II*\x00" + struct.pack("<IH", 8, len(tags))
+    for tag, count, value in tags:
+        kind = 4 if tag in (273, 279) else 3  # LONG offsets and byte counts, SHORT the rest
+        value = at.get(value, value) if isinstance(value, str) else value
+        out += struct.pack("<HHI", tag, kind, count) + struct.pack("<HH" if kind == 3 and count == 1 else "<I",
+                                                                   *((value, 0) if kind == 3 and count == 1 else (value,)))
+    path.write_bytes(out + struct.pack("<I3H3H", 0, 32, 32, 32, 3, 3, 3) + data)
+    return path
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: p.with_suffix(".heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+     and p.with_suffix(".heic"), ("is HEIC, which this Pillow does not decode (convert it to JPEG or PNG, or install "
+                                  "pillow-heif)")),
+    (lambda p: float_rgb_tiff(p.with_suffix(".tif")), ("is a TIFF that Pillow cannot identify: a layout it does not "
+                                                      "decode, such as float RGB")),
+])
+def test_a_format_pillow_does_not_decode_is_named_unsupported_not_corrupt(tmp_path: Path, make, named: str) -> None:
+    path = make(tmp_path / "photo")
+    with pytest.raises(InputError, match=rf"^unsupported image format: {re.escape(str(path))} {re.escape(named)}"):
+        read_rgb(path)
+
+
+def test_a_truncated_tiff_is_still_corrupt(tmp_path: Path) -> None:
+    path = _saved(tmp_path / "t.tif", Image.new("RGB", (64, 64), (9, 9, 9)))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"^corrupt or unreadable image: "):
+        read_rgb(path)

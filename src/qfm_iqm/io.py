@@ -8,11 +8,13 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import stat
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,22 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(fh, **arrays)
 
 
+@contextlib.contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """An InputError naming ``path`` when the block cannot parse it (a truncated or overwritten ``.npz`` or
+    checkpoint): numpy's and torch's own messages name neither the file nor the remedy, and advise loading
+    pickles unsafely."""
+    try:
+        yield
+    except OSError as err:
+        if err.strerror is None:  # not a system error: a parse failure (zipfile's BadZipFile is not an OSError)
+            raise
+        raise InputError(f"{path} cannot be read ({err.strerror})") from None
+    except (EOFError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path} is corrupt ({type(err).__name__} while parsing it); delete it and rerun the job "
+                         "that makes it") from None
+
+
 def sha256sum(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -185,6 +203,27 @@ def not_a_file(path: Path) -> str:
     return f"not an image file: {path} is {kind}"
 
 
+_HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def _unsupported_format(path: Path) -> str:
+    """What a file Pillow could not identify is, when its first bytes name a format Pillow does not decode here
+    (HEIC / HEIF / AVIF, a TIFF layout such as float RGB); "" otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return ""
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return (f"{_HEIF_BRANDS[head[8:12]]}, which this Pillow does not decode (convert it to JPEG or PNG, or install "
+                "pillow-heif)")
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return ("a TIFF that Pillow cannot identify: a layout it does not decode, such as float RGB (it reads 8- and "
+                "16-bit TIFFs and one-band float ones; convert it, e.g. to a 16-bit PNG), or a damaged file")
+    return ""
+
+
 def read_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image fully as 8-bit RGB (see ``to_rgb8``), upright as its EXIF orientation says.
 
@@ -206,5 +245,8 @@ def read_rgb(path: str | os.PathLike) -> Image.Image:
         pixels = int(re.search(r"\((\d+) pixels\)", str(err))[1])  # Pillow refuses before handing back the image
     except (OSError, SyntaxError, ValueError) as err:
         reason = " ".join(str(err).split())
+        unsupported = _unsupported_format(path) if isinstance(err, Image.UnidentifiedImageError) else ""
+        if unsupported:
+            raise InputError(f"unsupported image format: {path} is {unsupported}") from err
         raise InputError(f"corrupt or unreadable image: {path} ({reason})") from err
     raise InputError(f"image too large: {path} ({pixels / 1e6:.1f} Mpx; the limit is {limit / 1e6:.1f} Mpx)")

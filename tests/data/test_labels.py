@@ -123,6 +123,29 @@ def test_labels_folder_prepares_scores(labelled_folder: Path, tmp_path: Path) ->
     assert (tmp_path / "out/meta.csv").is_file()
 
 
+def test_a_row_with_an_extra_field_names_its_line(folder: Path) -> None:
+    rejects("name,mos,comment\nimg01.png,12,sharp\nimg02.png,12,blurry, dark\n",
+            "labels.csv, line 3: expected 3 fields, saw 4 (a comma inside a field needs quotes)")
+
+
+@pytest.mark.parametrize("scores, message", [
+    ((1e308, -1e308), "row 2 and row 3: score '1e+308' in column 'mos' is so far from the others (median 30)"),
+    ((10, 1e300), "row 3: score '1e+300' in column 'mos' is so far from the others (median 30)"),
+])
+def test_scores_that_would_overflow_or_crush_the_others_name_their_rows(folder: Path, scores: tuple,
+                                                                       message: str) -> None:
+    rows = "".join(f"img0{i + 1}.png,{s}\n" for i, s in enumerate([*scores, 20, 30, 40]))
+    with pytest.raises(InputError, match=f"^labels.csv, {re.escape(message)}.* would crush them together"):
+        prepare(f"name,mos\n{rows}")
+
+
+def test_scores_beyond_what_a_float_can_span_are_refused() -> None:
+    from qfm_iqm.data.meta import normalise_scores
+
+    with pytest.raises(InputError, match="^x.csv: scores from -1e\\+308 to 1e\\+308 span more than a float can hold"):
+        normalise_scores(np.array([1e308, -1e308]), source="x.csv")
+
+
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: (d / "labels.csv").write_text("name,mos\nimg0.png,5\nimg1.png,good\n"),
      r"labels.csv, row 3: score 'good' in column 'mos' is not a number"),

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import bomb_png, write_image
+from PIL import Image
 
 from qfm_iqm import load_model
 from qfm_iqm.deploy import cli
@@ -102,6 +103,101 @@ def test_when_no_file_can_be_written_the_scores_go_to_stdout(photos: Path, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # no empty recovery file left
 
 
+@pytest.mark.slow  # runs the qfm-iqm command in two new processes, which import torch (3-4 s each)
+def test_scores_that_stdout_does_not_take_go_to_a_recovery_file(tiny_bundle: Path, photos: Path,
+                                                                 tmp_path: Path) -> None:
+    """stdout full (``> /dev/full``), or a pipe closed early (``| true``): exit 3, one line naming the recovery
+    file in the working folder, which holds every score; no traceback and no file named after ``-``."""
+    args = [QFM_IQM, "score", str(photos), "--model", str(tiny_bundle), "-q"]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, check=False)
+    closed = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    closed.stdout.close()
+    errors = {"No space left on device": proc.stderr, "Broken pipe": closed.communicate()[1]}
+    recovered = sorted(tmp_path.glob("qfm-iqm-scores.recovered-*.csv"))
+    assert proc.returncode == closed.returncode == cli.EXIT_RUN_FAILED and len(recovered) == 2
+    for (reason, err), path in zip(errors.items(), recovered):
+        assert any(_one_error_line(err) == f"qfm-iqm: error: could not write stdout ({reason}); the scores of all 2 "
+                   f"files went to {p}" for p in recovered), err
+        assert pd.read_csv(path)["score"].notna().sum() == 2
+    assert not list(tmp_path.glob("-*"))
+
+
+@pytest.mark.parametrize("output", ["-", "scores.json"])
+def test_ctrl_c_keeps_the_rows_so_far_and_exits_130(tiny_bundle: Path, photos: Path, tmp_path: Path, capsys,
+                                                    monkeypatch: pytest.MonkeyPatch, output: str) -> None:
+    """Ctrl-C while the second image is scored: the first's row goes to a file beside the output (the working
+    folder for stdout), the output is not written, and one line says so."""
+    from qfm_iqm.deploy.scorer import Scorer
+
+    stream = Scorer.stream
+
+    def interrupted(self: Scorer, *args: object, **kwargs: object):
+        yield next(stream(self, *args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Scorer, "stream", interrupted)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = score(capsys, str(photos), "--model", str(tiny_bundle), "-o", output)
+    kept = sorted(tmp_path.glob(f"{'qfm-iqm-scores' if output == '-' else 'scores'}.interrupted-*"))
+    assert code == cli.EXIT_INTERRUPTED and out == "" and len(kept) == 1
+    unwritten = "" if output == "-" else "; scores.json was not written"
+    assert _one_error_line(err) == f"qfm-iqm: interrupted after scoring 1 of 2 files; their rows went to {kept[0]}" \
+                                   f"{unwritten}"
+    assert not (tmp_path / "scores.json").exists()
+    assert kept[0].suffix == (".csv" if output == "-" else ".json")
+    rows = pd.read_csv(kept[0]) if output == "-" else pd.DataFrame(json.loads(kept[0].read_text()))
+    assert rows["path"].tolist() == [str(photos / "p0.jpg")] and rows["score"].notna().all()
+
+
+def test_another_writer_of_the_same_output_is_not_overwritten(tiny_bundle: Path, photos: Path, tmp_path: Path,
+                                                               capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two scorers with one ``-o``: the one that finishes second finds the file changed since it started, and
+    puts its scores in a recovery file instead."""
+    from qfm_iqm.deploy.scorer import Scorer
+
+    stream, out = Scorer.stream, tmp_path / "scores.csv"
+
+    def racing(self: Scorer, *args: object, **kwargs: object):
+        out.write_text("path,score,quality,error\nother.jpg,50,0.5,\n")  # the other scorer finishes first
+        yield from stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "stream", racing)
+    code, _, err = score(capsys, str(photos), "--model", str(tiny_bundle), "-o", str(out))
+    [recovered] = tmp_path.glob("scores.recovered-*.csv")
+    assert code == cli.EXIT_RUN_FAILED and "other.jpg" in out.read_text()
+    assert _one_error_line(err) == (f"qfm-iqm: error: {out} changed while the files were scored (another qfm-iqm "
+                                    f"writing it?), so it was not overwritten; the scores of all 2 files went to "
+                                    f"{recovered}")
+
+
+def test_an_output_inside_the_scored_folder_is_not_scored_itself(tiny_bundle: Path, photos: Path, capsys) -> None:
+    for _ in range(2):
+        code, _, err = score(capsys, str(photos), "--model", str(tiny_bundle), "-o", str(photos / "scores.csv"))
+        assert code == cli.EXIT_OK, err
+    assert pd.read_csv(photos / "scores.csv")["path"].tolist() == [str(photos / "p0.jpg"), str(photos / "p1.jpg")]
+
+
+def test_a_tiny_image_is_scored_with_a_warning(tiny_bundle: Path, tmp_path: Path, capsys) -> None:
+    Image.new("RGB", (1, 1), (120, 50, 9)).save(tmp_path / "dot.png")
+    code, _, err = score(capsys, str(tmp_path / "dot.png"), "--model", str(tiny_bundle))
+    assert code == cli.EXIT_OK and err.splitlines()[-1] == (
+        f"qfm-iqm: warning: {tmp_path / 'dot.png'} is 1x1 px, under 32 px on a side: it was scaled up, and its score "
+        "says little about its quality")
+
+
+@pytest.mark.slow  # runs the qfm-iqm command in two new processes, which import torch (3-4 s each)
+def test_q_hides_pillows_warnings(tiny_bundle: Path, tmp_path: Path) -> None:
+    """pytest records warnings itself, so this runs the command as a user does."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 50
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "exif.jpg", exif=exif.tobytes()[:-30])  # cut short
+    args = [QFM_IQM, "score", str(tmp_path / "exif.jpg"), "--model", str(tiny_bundle)]
+    loud, quiet = (subprocess.run(a, capture_output=True, text=True, check=True) for a in (args, [*args, "-q"]))
+    assert "TiffImagePlugin.py" in loud.stderr and "Warning" in loud.stderr  # Pillow complains about the EXIF
+    assert "Warning" not in quiet.stderr and "TiffImagePlugin" not in quiet.stderr
+
+
 # -- every bad input gets one line -----------------------------------------------------------------------------------
 
 def test_bad_devices_are_one_line_naming_the_option(photos: Path, capsys) -> None:
@@ -150,6 +246,20 @@ def test_links_fifos_unreadable_folders_and_empty_globs_each_get_a_row(photos: P
         str(tmp_path / "none" / "*.png"): f"no files match {tmp_path / 'none' / '*.png'}",
     }
     assert "scored 2 of 8 files" in err
+
+
+def test_check_config_refuses_a_repeated_section_and_checks_settings_against_the_schema(tmp_path: Path,
+                                                                                       capsys) -> None:
+    (tmp_path / "dup.yaml").write_text("student:\n  train:\n    epochs: 3\nstudent:\n  hidden: 8\n")
+    (tmp_path / "lr.yaml").write_text("student:\n  train:\n    lr: 1e-3\n")
+    (tmp_path / "ok.yaml").write_text("student:\n  train:\n    lr: 1.0e-3\n")
+    assert cli.main(["check-config", str(tmp_path / "dup.yaml")]) == cli.EXIT_USAGE
+    assert "line 4, column 1: key 'student' appears twice in one section (lines 1 and 4)" in \
+        _one_error_line(capsys.readouterr().err)
+    assert cli.main(["check-config", str(tmp_path / "lr.yaml")]) == cli.EXIT_USAGE
+    assert "config key 'student.train.lr': 1e-3 is text to YAML 1.1" in capsys.readouterr().err
+    assert cli.main(["check-config", str(tmp_path / "ok.yaml")]) == cli.EXIT_OK
+    assert capsys.readouterr().err.splitlines()[-1].endswith("config/config.yaml are valid")
 
 
 def test_an_image_over_the_pixel_limit_is_a_row_without_pillows_warning(tmp_path: Path, capsys) -> None:

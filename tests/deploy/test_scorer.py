@@ -5,6 +5,7 @@ bounded memory, the compiler's fallback."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,20 @@ def test_exif_orientation_is_applied(scorer: Scorer, tmp_path: Path) -> None:
     exif[0x0112] = 6  # stored rotated: the viewer turns it 90 degrees clockwise
     Image.fromarray(np.rot90(upright, k=1)).save(tmp_path / "rotated.png", exif=exif)
     assert scorer(tmp_path / "rotated.png", scale="raw") == scorer(upright, scale="raw")
+
+
+def test_ids_are_one_per_image_and_a_string_is_one_id(scorer: Scorer, tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.png", seed=5)
+    assert scorer(path, ids="ab") == scorer(path, ids=["ab"])
+    with pytest.raises(InputError, match=r"^ids: one id per image, as a list, not the string 'ab'$"):
+        scorer([path, path], ids="ab")
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5])
+def test_a_batch_size_under_one_is_refused_by_the_api_as_by_the_command(tiny_bundle: Path, batch_size: object) -> None:
+    with pytest.raises(InputError, match=rf"^batch_size: {re.escape(repr(batch_size))}: must be a whole number of at "
+                                         "least 1$"):
+        load_model(tiny_bundle, batch_size=batch_size)
 
 
 def test_an_image_smaller_than_a_crop_is_upscaled_not_refused(scorer: Scorer, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from qfm_iqm.pipeline.config import (
     finetune_training,
     finetuned_reference,
     finetuned_variants,
+    load_config_file,
     merged,
     resolve_variants,
     schema_default,
@@ -35,14 +36,35 @@ SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
 def _default() -> dict:
-    return yaml.safe_load((REPO / "config/config.yaml").read_text())
+    return load_config_file(REPO / "config/config.yaml")
 
 
 def _shipped(*overrides: str) -> dict:
     config = _default()
     for name in overrides:
-        config = merged(config, yaml.safe_load((REPO / "config" / name).read_text()))
+        config = merged(config, load_config_file(REPO / "config" / name))
     return config
+
+
+@pytest.mark.parametrize("text, where, key, lines", [
+    ("student:\n  hidden: 2\nteacher: {}\nstudent:\n  train:\n    epochs: 3\n", "line 4, column 1", "student", "1 and 4"),
+    ("student:\n  train:\n    epochs: 3\n    lr: 0.1\n    epochs: 4\n", "line 5, column 5", "epochs", "3 and 5"),
+])
+def test_a_key_repeated_in_a_section_is_refused_naming_both_lines(tmp_path: Path, text: str, where: str, key: str,
+                                                                  lines: str) -> None:
+    (tmp_path / "c.yaml").write_text(text)
+    message = (f"config file {tmp_path / 'c.yaml'}, {where}: key '{key}' appears twice in one section (lines {lines}): "
+               "the second would replace the first and every setting under it; merge them")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        load_config_file(tmp_path / "c.yaml")
+
+
+def test_scientific_notation_that_yaml_reads_as_text_gets_the_hint() -> None:
+    config = _default()
+    config["student"]["train"]["lr"] = yaml.safe_load("lr: 1e-3")["lr"]  # the string '1e-3'
+    with pytest.raises(ConfigError, match=re.escape("config key 'student.train.lr': 1e-3 is text to YAML 1.1, which "
+                                                    "needs a dot in a number with an exponent; write 1.0e-3")):
+        validate(config, SCHEMA)
 
 
 @pytest.mark.parametrize("overrides", [[], ["livec.yaml"], ["livec.yaml", "livec_global.yaml"],

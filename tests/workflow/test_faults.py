@@ -72,6 +72,14 @@ FAULTS = {
     "score not a number": (
         _rows(img02="img02.png,abc"), None, "data/own/meta.csv",
         lambda w: f"ERROR in prepare_dataset: {LABELS}, row 4: score 'abc' in column 'mos' is not a number"),
+    "row with an extra field": (
+        _rows(img02="img02.png,3,blurry"), None, "data/own/meta.csv",
+        lambda w: f"ERROR in prepare_dataset: {LABELS}, line 4: expected 2 fields, saw 3 (a comma inside a field "
+                  "needs quotes)"),
+    "score that crushes the others": (
+        _rows(img02="img02.png,1e300"), None, "data/own/meta.csv",
+        lambda w: f"ERROR in prepare_dataset: {LABELS}, row 4: score '1e300' in column 'mos' is so far from the others "
+                  "(median 7.5) that scaling to [0, 1] would crush them together; correct it or leave the image out"),
     "listed image missing": (
         None, lambda w: (w / "own/images/img05.png").unlink(), "data/own/meta.csv",
         lambda w: f"ERROR in prepare_dataset: Dataset image not found: {_image(w, 'img05.png')} (listed in {LABELS}; "
@@ -284,6 +292,28 @@ def test_kill_9_during_training_then_the_documented_recovery_gives_the_same_metr
     subprocess.run([*cmd[:-1], "--unlock"], check=True, capture_output=True)  # docs/operations.md's two commands
     subprocess.run([*cmd, "--rerun-incomplete"], check=True, capture_output=True)
     assert (run / "results/own/metrics.csv").read_bytes() == (labels_run / "results/own/metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("artefact, spoil, job", [
+    (FEATURES, "flip a byte", "train_teacher"),
+    ("results/own/split0/teacher.pt", "truncate", "label_pool"),
+])
+def test_an_artefact_changed_under_its_old_timestamp_stops_the_job_that_reads_it(labels_run: Path, tmp_path: Path,
+                                                                                artefact: str, spoil: str,
+                                                                                job: str) -> None:
+    """A disk fault or an edit that keeps the timestamp: Snakemake sees nothing, the reading job names the file."""
+    run = copy_run(labels_run, tmp_path / "run")
+    path = run / artefact
+    stat, data = path.stat(), bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data) if spoil == "flip a byte" else bytes(data[: len(data) // 2]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _dry_run(run, SUMMARY) == {}  # Snakemake itself would reuse it
+    proc = snakemake(run, run / "config.yaml", SUMMARY, "--forcerun", job, check=False)
+    assert proc.returncode != 0
+    line = next(line for line in proc.stderr.splitlines() if line.startswith(f"ERROR in {job}: "))
+    assert line.startswith(f"ERROR in {job}: {artefact} is corrupt (its SHA-256 is "), line
+    assert line.endswith(f"recorded in {path.name}.sha256 when it was made); delete it and rerun")
 
 
 def test_every_model_predicts_on_the_scale_of_the_scores(tiny_run: Path) -> None:

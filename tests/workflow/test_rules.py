@@ -211,8 +211,10 @@ def test_bad_input_stops_with_a_clear_error_and_no_partial_results(tmp_path: Pat
     assert temporary == []
     results = {str(f) for f in files if f.parts[0] == "results" and "weights" not in f.parts}
     if "extract_features" in message:  # preparation and splits succeeded; no labelled features were written
-        pool = {f"results/mine/features/tf_efficientnet_lite0/c2s64r0/pool{s}" for s in (".npz", ".stats.json")}
-        assert results - pool <= {"results/mine/splits.csv"}  # the independent pool job may have finished
+        pool = {f"results/mine/features/tf_efficientnet_lite0/c2s64r0/pool{s}"
+                for s in (".npz", ".npz.sha256", ".stats.json")}
+        assert results - pool <= {"results/mine/splits.csv", "results/mine/splits.csv.sha256"}  # the independent
+        # pool job may have finished
         assert results & pool in (set(), pool)  # ... but then completely
         assert (tmp_path / "data/mine/meta.csv").is_file()
     else:
@@ -232,6 +234,14 @@ def test_ablation_splits_trains_the_other_variants_on_the_first_splits_only(tmp_
     jobs = scheduled_jobs(snakemake(tmp_path, write_config(tmp_path, config), "-n"))
     # split 0: full, baseline (the reference) and topk_partner; split 1: full and baseline; the final full model
     assert jobs["train_student"] == 3 + 2 + 1 and jobs["evaluate_split"] == 2 and jobs["sensitivity_sweep"] == 1
+
+
+def test_a_section_repeated_in_a_config_file_stops_the_plan_naming_both_lines(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config())
+    config.write_text(config.read_text() + "student:\n  train:\n    epochs: 3\n")
+    proc = snakemake(tmp_path, config, "-n", check=False)
+    assert proc.returncode != 0
+    assert "key 'student' appears twice in one section (lines" in proc.stdout + proc.stderr
 
 
 def test_unknown_config_key_is_rejected_by_name(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 META_COLUMNS = ["image_id", "path", "score", "score_raw", "ref_id", "distortion", "level"]
 POOL_COLUMNS = ["image_id", "path", "ref_id", "distortion", "level"]
+CRUSH_FACTOR = 1e3  # a score this many median absolute deviations from the median squeezes the others on [0, 1]
 
 
 def normalise_scores(raw: np.ndarray, higher_is_better: bool = True, source: str | os.PathLike | None = None,
@@ -28,7 +29,10 @@ def normalise_scores(raw: np.ndarray, higher_is_better: bool = True, source: str
     where = f"{source}: " if source else ""
     if not np.isfinite(raw).all():
         raise InputError(f"{where}scores must be finite")
-    span = raw.max() - raw.min()
+    with np.errstate(over="ignore"):
+        span = raw.max() - raw.min()
+    if not np.isfinite(span):
+        raise InputError(f"{where}scores from {raw.min():g} to {raw.max():g} span more than a float can hold")
     if span == 0:
         in_column = f" in column {column!r}" if column else ""
         raise InputError(f"{where}every score{in_column} is {float(raw[0])}; scores must vary")
@@ -76,7 +80,25 @@ def numeric_scores(values, names: list[str], source: str | os.PathLike, column: 
         if rows is not None:
             raise InputError(f"{source}, row {rows[i]}: score {values[i]!r} in column {column!r} is not a number")
         raise InputError(f"{source}: {column} of {names[i]} is not a number ({values[i]!r})")
+    far = far_scores(scores)
+    if far.size:
+        where = " and ".join(f"row {rows[i]}" if rows is not None else names[i] for i in far[:3])
+        raise InputError(f"{source}, {where}: score {values[far[0]]!r} in column {column!r} is so far from the "
+                         f"others (median {np.median(scores):g}) that scaling to [0, 1] would crush them together; "
+                         "correct it or leave the image out")
     return scores
+
+
+def far_scores(scores: np.ndarray, factor: float = CRUSH_FACTOR) -> np.ndarray:
+    """Positions of the scores more than ``factor`` median absolute deviations from the median, farthest first
+    (none when that deviation is 0)."""
+    with np.errstate(over="ignore"):
+        distance = np.abs(scores - np.median(scores))
+    spread = np.median(distance)
+    if not spread > 0:
+        return np.array([], dtype=int)
+    far = np.flatnonzero(distance > factor * spread)
+    return far[np.argsort(-distance[far], kind="stable")]
 
 
 def stem_ids(names: list[str], source: str | os.PathLike, rows: list[int] | None = None) -> list[str]:
@@ -211,6 +233,10 @@ def read_label_table(path: Path, dataset: str, columns: list[str], **read_option
         table = reader(source, **{"dtype": {columns[0]: str}, "keep_default_na": False, **read_options})
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file (no header, no rows)") from None
+    except pd.errors.ParserError as err:
+        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        detail = f"line {fields[2]}: expected {fields[1]} fields, saw {fields[3]}" if fields else str(err).strip()
+        raise InputError(f"{path}, {detail} (a comma inside a field needs quotes)") from None
     table.columns = [str(c).strip() for c in table.columns]
     require_columns(table, columns, path)
     table.index += 2  # the row of the file, the header being row 1

@@ -3,67 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import glob
+import functools
 import logging
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from qfm_iqm import __version__
+from qfm_iqm.deploy.listing import expand
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, check_writable, write_csv, write_json
-from qfm_iqm.pipeline.config import ConfigError, load_config_file
+from qfm_iqm.pipeline.config import SCHEMA, ConfigError, load_config_file, merged, validate
 
-EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FORMATS = {".csv": "csv", ".json": "json"}
-
-
-@dataclass(frozen=True)
-class Listed:
-    """A path to score, or the ``error`` found while listing it (a folder that cannot be read, a pattern that
-    matches nothing)."""
-
-    path: Path
-    error: str = ""
-
-
-def expand(inputs: Sequence[str], recursive: bool) -> list[Listed]:
-    """What to score, in order: a path as given (a missing file, a broken link or a FIFO gets its error row from
-    the reader); a folder's entries other than subfolders (hidden ones skipped; with ``recursive`` its subfolders'
-    too), sorted; a glob pattern's matches other than folders (``**`` with ``recursive``). Every entry is listed,
-    images or not, so that a stray file gets its error row; so do a folder that cannot be read and a pattern that
-    matches nothing."""
-    out: list[Listed] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            out += _folder(path, recursive)
-        elif not path.exists() and not path.is_symlink() and glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=recursive) if not os.path.isdir(p))
-            out += [Listed(p) for p in matches] or [Listed(path, f"no files match {item}")]
-        else:
-            out.append(Listed(path))
-    return out
-
-
-def _folder(folder: Path, recursive: bool) -> list[Listed]:
-    """A folder's entries other than subfolders (and, with ``recursive``, its subfolders'), hidden ones skipped,
-    sorted; then one error row for each folder that could not be read."""
-    entries: list[Path] = []
-    unread: list[Listed] = []
-
-    def failed(err: OSError) -> None:
-        unread.append(Listed(Path(err.filename), f"cannot read folder {err.filename} ({err.strerror})"))
-
-    for root, dirs, files in os.walk(folder, onerror=failed):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        entries += [Path(root) / name for name in files if not name.startswith(".")]
-    return [Listed(p) for p in sorted(entries)] + unread
+STDOUT = "-"
+RECOVERY = "qfm-iqm-scores.csv"  # the stem and suffix of the recovery file for stdout, in the working folder
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
                     "(score), on [0, 1] with 1 = best (quality), and an error when the file could not be scored.",
         epilog="Exit status: 0 when every file was scored; 1 when any file failed (its row says why); 2 for a "
                "usage, input or model error, found before scoring (nothing scored); 3 when the scores could not be "
-               "written (the message says where they went instead).\nExamples:\n  qfm-iqm score photo.jpg\n"
+               "written (the message says where they went instead); 130 when interrupted (Ctrl-C: the rows so far go "
+               "to a file beside the output, the output is not written).\nExamples:\n  qfm-iqm score photo.jpg\n"
                "  qfm-iqm score photos/ --recursive --output scores.csv\n"
                "  qfm-iqm score 'shots/*.png' --model results/livec/model --output scores.json")
     score.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (every file in them) or glob "
@@ -92,19 +55,28 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                        help="torch.compile the backbone: auto (default) from 5000 crops on and where a compiler "
                             "is found; falls back to eager when compiling fails")
-    score.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    score.add_argument("--quiet", "-q", action="store_true", help="no progress bar, and no warnings from Pillow")
     info = commands.add_parser("info", help="print a model's card", description="Print a model's card (MODEL.md).")
     info.add_argument("model", nargs="?", default="livec", help="a shipped model's name or a bundle folder")
-    check = commands.add_parser("check-config", help="find a workflow config file's YAML errors",
+    check = commands.add_parser("check-config", help="find a workflow config file's errors",
                                 description="Read workflow config files as Snakemake does, naming the file, line and "
-                                            "column of a YAML error (Snakemake's own message names neither).")
+                                            "column of a YAML error or of a key repeated in a section (Snakemake's "
+                                            "own message names neither, and it keeps the last of repeated keys); in "
+                                            "a checkout, then check their settings on top of config/config.yaml "
+                                            "against the workflow's schema.")
     check.add_argument("files", nargs="+", metavar="FILE", help="config files, e.g. config/livec.yaml")
     return main
 
 
 def _write(table: pd.DataFrame, output: str) -> None:
-    if output == "-":
-        table.to_csv(sys.stdout, index=False)
+    if output == STDOUT:
+        try:
+            table.to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+        except OSError:
+            # Later writes, Python's own at exit among them, go nowhere rather than raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise
         return
     if FORMATS[Path(output).suffix.lower()] == "csv":  # checked before scoring
         write_csv(table, output)
@@ -112,19 +84,38 @@ def _write(table: pd.DataFrame, output: str) -> None:
         write_json(table.astype(object).where(table.notna(), None).to_dict("records"), output)
 
 
-def _recover(table: pd.DataFrame, output: str) -> str:
-    """Write the scores that ``output`` could not take to a new file beside it, else to stdout; where they went."""
-    path, name = Path(output), None
+def _recover(table: pd.DataFrame, output: str, why: str = "recovered") -> str:
+    """Write the scores that ``output`` did not take to a new file beside it (``RECOVERY`` in the working folder
+    for stdout), else to stdout, else to stderr; where they went."""
+    path, name = Path(RECOVERY if output == STDOUT else output), None
     try:
-        fd, name = tempfile.mkstemp(prefix=f"{path.stem}.recovered-", suffix=path.suffix, dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f"{path.stem}.{why}-", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         _write(table, name)
         return name
     except (OSError, InputError):
         if name is not None:
             Path(name).unlink(missing_ok=True)
-        _write(table, "-")
-        return "stdout"
+        if output != STDOUT:
+            _write(table, STDOUT)
+            return "stdout"
+        table.to_csv(sys.stderr, index=False)
+        return "stderr"
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C waits until the block is done (scores being written are not cut short)."""
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
+def _table(results: Sequence[object]) -> pd.DataFrame:
+    return pd.DataFrame([{"path": str(r.key), "score": r.mos, "quality": r.unit, "error": r.error} for r in results],
+                        columns=["path", "score", "quality", "error"])
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -132,33 +123,91 @@ def _score(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.output != "-":
+    if args.output != STDOUT:
         if Path(args.output).suffix.lower() not in FORMATS:
             raise InputError(f"--output {args.output}: name a .csv or .json file, or - for stdout")
         check_writable(args.output)
     check_device(args.device, "--device")
-    listed = expand(args.paths, args.recursive)
+    if args.quiet:  # Pillow's warnings on odd files (a truncated EXIF block); decoding processes inherit this
+        warnings.filterwarnings("ignore", module="PIL")
+    before = _state(args.output)
+    listed = [item for item in expand(args.paths, args.recursive) if not _same_file(item.path, args.output)]
     if not listed:
         raise InputError(f"no files found in {' '.join(args.paths)}")
     scorer = load_model(args.model, args.device, args.batch_size, args.compile)
     scored = scorer.stream([item.path for item in listed if not item.error], progress=not args.quiet)
-    results = [Result(item.path, error=item.error) if item.error else next(scored) for item in listed]
-    table = pd.DataFrame([{"path": str(r.key), "score": r.mos, "quality": r.unit, "error": r.error} for r in results],
-                         columns=["path", "score", "quality", "error"])
+    results: list[Result] = []
+    try:
+        for item in listed:
+            results.append(Result(item.path, error=item.error) if item.error else next(scored))
+    except KeyboardInterrupt:
+        unwritten = "" if args.output == STDOUT else f"; {args.output} was not written"
+        if not results:
+            raise KeyboardInterrupt(f"before any file was scored{unwritten}") from None
+        with _uninterrupted():
+            where = _recover(_table(results), args.output, "interrupted")
+        print(f"qfm-iqm: interrupted after scoring {sum(not r.error for r in results)} of {len(listed)} files; their "
+              f"rows went to {where}{unwritten}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    with _uninterrupted():
+        return _report(_table(results), args, scorer.bundle.name, before)
+
+
+def _state(output: str) -> tuple[int, int, int] | None:
+    """What is at ``output`` now (inode, size, modification time), to see another writer before overwriting it."""
+    if output == STDOUT or not os.path.exists(output):
+        return None
+    stat = os.stat(output)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _same_file(path: Path, output: str) -> bool:
+    return output != STDOUT and os.path.realpath(path) == os.path.realpath(output)
+
+
+def _report(table: pd.DataFrame, args: argparse.Namespace, model: str, before: tuple | None) -> int:
+    """Write the scores (unless another writer changed the output meanwhile) and say how it went; the exit
+    status."""
+    from qfm_iqm.features.extract import MIN_SIDE, header_size
+
     failed = int((table["error"] != "").sum())
+    if _state(args.output) != before:
+        print(f"qfm-iqm: error: {args.output} changed while the files were scored (another qfm-iqm writing it?), so "
+              f"it was not overwritten; the scores of all {len(table)} files went to {_recover(table, args.output)}",
+              file=sys.stderr)
+        return EXIT_RUN_FAILED
     try:
         _write(table, args.output)
     except (OSError, InputError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        print(f"qfm-iqm: error: could not write {args.output} ({reason}); the scores of all {len(table)} files went to "
+        target = "stdout" if args.output == STDOUT else args.output
+        print(f"qfm-iqm: error: could not write {target} ({reason}); the scores of all {len(table)} files went to "
               f"{_recover(table, args.output)}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    where = "" if args.output == "-" else f" -> {args.output}"
-    print(f"qfm-iqm: scored {len(table) - failed} of {len(table)} files with model {scorer.bundle.name}{where}",
+    where = "" if args.output == STDOUT else f" -> {args.output}"
+    print(f"qfm-iqm: scored {len(table) - failed} of {len(table)} files with model {model}{where}",
           file=sys.stderr)
     for row in table[table["error"] != ""].itertuples():
         print(f"qfm-iqm: failed: {row.error}", file=sys.stderr)
+    for path in table.loc[table["error"] == "", "path"]:
+        size = header_size(path)
+        if 0 < min(size) < MIN_SIDE:
+            print(f"qfm-iqm: warning: {path} is {size[0]}x{size[1]} px, under {MIN_SIDE} px on a side: it was scaled up, "
+                  "and its score says little about its quality", file=sys.stderr)
     return EXIT_IMAGE_FAILED if failed else EXIT_OK
+
+
+def _check_config(files: list[str]) -> int:
+    """Each file's YAML, keys repeated in a section included; then, in a checkout, the settings of the files on top
+    of the workflow's config/config.yaml against its schema, as Snakemake would read them."""
+    configs = [load_config_file(file) for file in files]
+    for file in files:
+        print(f"qfm-iqm: {file}: valid YAML", file=sys.stderr)
+    if SCHEMA.is_file():
+        base = SCHEMA.parents[2] / "config" / "config.yaml"
+        validate(functools.reduce(merged, configs, load_config_file(base)))
+        print(f"qfm-iqm: the settings of {' '.join(files)} on top of {base} are valid", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,14 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(Bundle.open(args.model).card(), end="")
             return EXIT_OK
         if args.command == "check-config":
-            for file in args.files:
-                load_config_file(file)
-                print(f"qfm-iqm: {file}: valid YAML", file=sys.stderr)
-            return EXIT_OK
-        return _score(args)
+            return _check_config(args.files)
+        with warnings.catch_warnings():  # -q's filter ends with the command (tests call main in one process)
+            return _score(args)
     except (InputError, ConfigError) as err:
         print(f"qfm-iqm: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as err:
+        print(f"qfm-iqm: interrupted {err or 'before any file was scored'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

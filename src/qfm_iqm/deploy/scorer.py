@@ -139,6 +139,8 @@ class Scorer:
     def __init__(self, bundle: Bundle, device: str = "cpu", batch_size: int = 40, compile: str = "auto") -> None:
         if compile not in COMPILE_MODES:
             raise InputError(f"compile: {compile!r} is not one of {COMPILE_MODES}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size: {batch_size!r}: must be a whole number of at least 1")
         check_device(device, "device")
         self.bundle, self.device, self.compile = bundle, device, compile
         recipe = CropRecipe(**bundle.info["crops"])
@@ -162,11 +164,15 @@ class Scorer:
                  scale: str = "mos") -> float | np.ndarray:
         """Scores of one image (a float) or a batch (an array), on the training dataset's MOS scale (``scale``
         "mos"), on [0, 1] (``"unit"``, 1 = best) or unclipped on the normalised training scale (``"raw"``).
-        ``ids`` seed the crop positions as the pipeline's image ids do (default: drawn from the pixels). A bad
-        image raises InputError."""
+        ``ids`` seed the crop positions as the pipeline's image ids do (default: drawn from the pixels): a list,
+        one per image, or a string for one image. A bad image raises InputError."""
         if scale not in SCALES:
             raise InputError(f"scale: {scale!r} is not one of {SCALES}")
         items, single = as_list(images)
+        if isinstance(ids, str):
+            if not single:
+                raise InputError(f"ids: one id per image, as a list, not the string {ids!r}")
+            ids = [ids]
         if ids is not None and len(ids) != len(items):
             raise InputError(f"{len(ids)} ids for {len(items)} images")
         out = []

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qfm_iqm.io import write_npz
+from qfm_iqm.io import reading, write_npz
 
 
 @dataclass
@@ -47,7 +47,7 @@ class FeatureSet:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureSet:
-        with np.load(path) as z:
+        with reading(path), np.load(path) as z:
             return cls(z["image_id"], z["features"], list(z["block_names"]), [int(s) for s in z["block_sizes"]])
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qfm_iqm.io import atomic_path
+from qfm_iqm.io import atomic_path, reading
 from qfm_iqm.method.ensemble import SeedEnsemble
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import from_spec
@@ -23,7 +23,8 @@ def load_model(path: Any) -> nn.Module:
     """The model saved at ``path``, in eval mode: a ``QualityModel``, a ``qfm_iqm.method.partial.PartialModel``
     (trained backbone top and decoder) when its spec has a ``partial`` section, or a ``SeedEnsemble`` of those when
     it has ``members``."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = from_checkpoint_spec(ckpt["spec"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

@@ -31,7 +31,7 @@ from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.features.loader import DataWait
 from qfm_iqm.features.precision import autocast, grad_scaler
 from qfm_iqm.features.weights import load_strict
-from qfm_iqm.io import atomic_path, read_rgb
+from qfm_iqm.io import atomic_path, read_rgb, reading
 from qfm_iqm.method.memory import pool_bank_ids
 from qfm_iqm.method.model import QualityModel
 from qfm_iqm.method.partial import cut, from_spec, is_vit, with_top
@@ -457,7 +457,8 @@ def save(model: FinetuneModel, path: str | Path, backbone_name: str) -> None:
 
 def load(path: str | Path) -> FinetuneModel:
     """The model saved at ``path`` (on CPU, eval mode), every parameter and buffer loaded strictly."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     net, spec = create_backbone(ckpt["backbone"], "none"), ckpt["spec"]
     pixels = data_config(net)
     if "partial" in spec:

@@ -20,12 +20,32 @@ class ConfigError(ValueError):
     """An invalid config; the message names the offending key."""
 
 
+_YAML11_TEXT = re.compile(r"^[-+]?\d+[eE][-+]?\d+$")  # scientific notation without a dot: a string to YAML 1.1
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key repeated in one mapping (PyYAML, and so Snakemake, keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one section (lines {first[key]} and {line}): the "
+                    "second would replace the first and every setting under it; merge them", key_node.start_mark)
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_config_file(path: str | Path) -> dict:
     """A YAML (or JSON) config file as a mapping; ConfigError naming the file, and the line and column of a
-    syntax error (Snakemake's own message names neither)."""
+    syntax error or of a key repeated in one section (Snakemake's own message names neither, and Snakemake keeps
+    the last of repeated keys)."""
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as err:
         raise ConfigError(f"config file {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
@@ -148,6 +168,10 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> None:
         if err.validator == "additionalProperties":
             unknown = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             messages += [f"unknown config key '{_key([*err.absolute_path, k])}'" for k in unknown]
+        elif isinstance(err.instance, str) and _YAML11_TEXT.match(err.instance) and err.validator in ("type", "anyOf"):
+            mantissa, exponent = re.split("[eE]", err.instance)
+            messages.append(f"config key '{_key(err.absolute_path)}': {err.instance} is text to YAML 1.1, which needs "
+                            f"a dot in a number with an exponent; write {float(mantissa):.1f}e{exponent}")
         elif isinstance(err.schema, dict) and "errorMessage" in err.schema:  # the schema's own wording
             messages.append(f"config key '{_key(err.absolute_path)}': {err.schema['errorMessage']}")
         else:

@@ -13,7 +13,7 @@ from typing import Any
 
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, write_json
-from qfm_iqm.pipeline import provenance
+from qfm_iqm.pipeline import digests, provenance
 from qfm_iqm.pipeline.config import ConfigError
 from qfm_iqm.pipeline.stages import STAGES
 
@@ -25,7 +25,8 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
     Snakemake's named inputs, outputs and params reach the stage as plain namespaces (an optional
     input is present or not: ``hasattr``). Every ``device`` in its params is checked first (``check_device``,
     where the job runs). Bad input (InputError, ConfigError) ends the job with a one-line message naming the
-    culprit, on the console and in the log; any other error keeps its traceback in the log. A job with a
+    culprit, on the console and in the log; any other error keeps its traceback in the log. Inputs are checked
+    against their digests first, and outputs get theirs (``qfm_iqm.pipeline.digests``). A job with a
     ``provenance`` output gets its provenance record there (``qfm_iqm.pipeline.provenance``).
     """
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # read by torch when a stage imports it
@@ -37,7 +38,9 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
             started, clock = datetime.now(UTC), time.perf_counter()
             for key, device in provenance.requested_devices(dict(params.items())).items():
                 check_device(device, key)
+            digests.verify(input)
             STAGES[name](*(SimpleNamespace(**dict(files.items())) for files in (input, output, params)))
+            digests.record(output)
             if "provenance" in dict(output.items()):
                 outputs = [str(path) for key, path in output.items() if key != "provenance"]
                 write_json(provenance.record(name, dict(params.items()), config or {}, outputs, started,
