@@ -141,6 +141,7 @@ def _score(args: argparse.Namespace) -> int:
         for item in listed:
             results.append(Result(item.path, error=item.error) if item.error else next(scored))
     except KeyboardInterrupt:
+        scored.close()  # ends the progress bar's line
         unwritten = "" if args.output == STDOUT else f"; {args.output} was not written"
         if not results:
             raise KeyboardInterrupt(f"before any file was scored{unwritten}") from None

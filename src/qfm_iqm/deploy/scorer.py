@@ -197,10 +197,12 @@ class Scorer:
         prepare = Prepare(self.describer.prepare, GLOBAL_MAX_PIXELS if self.describer.recipe.global_view else None)
         bar = tqdm(total=len(items), disable=not progress, file=sys.stderr, unit="image", desc="score")
         keys = iter(key for key, _, _ in items)
-        for batch in prepared_batches(prepare, [(image, image_id) for _, image, image_id in items],
-                                      self.images_per_batch, workers, torch.device(self.device).type == "cuda"):
-            yield from self._flush([(next(keys), prepared, error) for prepared, error in batch], bar)
-        bar.close()
+        try:  # the bar ends its line however scoring ends (Ctrl-C, or the caller closing the stream)
+            for batch in prepared_batches(prepare, [(image, image_id) for _, image, image_id in items],
+                                          self.images_per_batch, workers, torch.device(self.device).type == "cuda"):
+                yield from self._flush([(next(keys), prepared, error) for prepared, error in batch], bar)
+        finally:
+            bar.close()
 
     def _forward_for(self, total: int) -> StaticForward:
         """The backbone's forward for ``total`` images: compiled with ``compile`` "on", or "auto" from
