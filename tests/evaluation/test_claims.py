@@ -217,7 +217,7 @@ def test_one_split_reads_inconclusive_where_the_effect_exists_and_shows_no_inter
     assert row["splits"] == 1 and np.isfinite(row["effect"]) and row["verdict"] == "inconclusive"
     assert [r["verdict"] for r in claims.sensitivity_rows(FROZEN, sensitivity, 0.2)] == ["inconclusive"] * 2
     line = claims.to_markdown(pd.DataFrame([row]).reindex(columns=claims.COLUMNS), "t").splitlines()[-1]
-    assert f"| SRCC | 1 | {row['effect']:+.4f} |  | corrected resampled t |" in line and "[" not in line  # no CI
+    assert f"| SRCC | 1 | {row['effect']:+.3f} | corrected resampled t |" in line and "[" not in line  # no CI
 
 
 def test_headline_lists_the_models_of_the_run_in_order() -> None:
@@ -226,3 +226,24 @@ def test_headline_lists_the_models_of_the_run_in_order() -> None:
     table = claims.headline(summary, ["ridge", "teacher", "baseline", "full", "finetune"])
     assert table["model"].tolist() == ["ridge", "teacher", "baseline", "full"] and (table["splits"] == 6).all()
     assert table["SRCC mean [95% CI]"].str.match(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]").all()
+
+
+def test_the_readable_table_rounds_to_the_precision_of_each_ci() -> None:
+    rows = pd.DataFrame([
+        {"block": "frozen", "claim": ACCURACY, "comparison": "full - baseline", "measure": "SRCC", "splits": 30,
+         "effect": 0.01243, "ci_low": -0.002269, "ci_high": 0.02713, "confidence": 0.95, "test": "t", "p": 0.4157,
+         "p_holm": np.nan, "mde": 0.01038, "claimed": 0.016, "verdict": "inconclusive"},
+        {"block": "frozen", "claim": "5. gate", "comparison": "gate - baseline", "measure": "SRCC", "splits": 10,
+         "effect": -0.008596, "ci_low": -0.01955, "ci_high": 0.002354, "confidence": 0.98333, "test": "t", "p": 0.04679,
+         "p_holm": 0.1404, "mde": 0.01432, "claimed": np.nan, "verdict": "inconclusive"},
+        {"block": "frozen", "claim": "2. probe", "comparison": "full - baseline", "measure": "shift", "splits": 30,
+         "effect": -0.2313, "ci_low": -0.2655, "ci_high": -0.1971, "confidence": 0.95, "test": "t", "p": 2.665e-14,
+         "p_holm": np.nan, "mde": 0.0491, "claimed": np.nan, "verdict": "supported"},
+    ]).reindex(columns=claims.COLUMNS)
+    text = claims.readable(rows)
+    assert list(text.columns) == claims.READABLE
+    assert text["effect [CI]"].tolist() == ["+0.012 [-0.002, +0.027]", "-0.009 [-0.020, +0.002] at 98.3%",
+                                            "-0.231 [-0.266, -0.197]"]
+    assert text["p"].tolist() == ["0.42", "0.14 (Holm)", "<0.001"]
+    assert text["MDE"].tolist() == ["0.010", "0.014", "0.049"] and text["claimed"].tolist() == ["+0.016", "", ""]
+    assert [claims.decimals(w) for w in (0.5, 0.05, 0.0049, np.nan, 0.0)] == [2, 3, 4, 3, 3]

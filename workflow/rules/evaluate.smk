@@ -70,8 +70,9 @@ rule claims:
         sensitivity=per_split("results/{dataset}/split{split}/sensitivity.csv"),
         predictions=per_split("results/{dataset}/split{split}/predictions.csv"),
     output:
-        table=report("results/{dataset}/claims.csv", caption="../report/claims.rst", category="1. Claims",
-                     labels={"dataset": "{dataset}"}),
+        table="results/{dataset}/claims.csv",
+        readable=report("results/{dataset}/claims_readable.csv", caption="../report/claims.rst", category="1. Claims",
+                        labels={"dataset": "{dataset}"}),
         markdown="results/{dataset}/claims.md",
         headline="results/{dataset}/headline.csv",
     params:

@@ -276,13 +276,13 @@ def headline(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 
 LEGEND = ("One row per claim (docs/method.md, The paper's numbers and claims). Effect: mean over the splits of the "
           "difference (the geometric mean ratio for the synthetic row; for claim 4, the mean over the split models of "
-          "the SRCC difference on the whole target dataset), [CI at the level in the CI column: Nadeau-Bengio "
-          "corrected t]. Test and p: the corrected resampled t-test over splits; for claim 4 a paired bootstrap over "
+          "the SRCC difference on the whole target dataset) [CI: Nadeau-Bengio corrected t, at 95% unless the "
+          "cell names its level], rounded to two significant digits of the CI's half-width. Test and p: the corrected resampled t-test over splits; for claim 4 a paired bootstrap over "
           "the target images (every split's model scores the same target set, so the spread between splits misses "
           "its sampling; conditional on the trained models, percentile CI, two-sided p from the bootstrap "
           "distribution). Levels: claim 1 is the one primary test, stated in advance (alpha 0.05, no multiplicity "
-          "correction), as are claims 2 to 4 each; claim 5's components form one family: p Holm is Holm-adjusted over "
-          "the components tested (m) and decides their verdict at 0.05, their CI and MDE are at alpha 0.05 / m "
+          "correction), as are claims 2 to 4 each; claim 5's components form one family: their p (marked Holm) is "
+          "Holm-adjusted over the components tested (m) and decides their verdict at 0.05, their CI and MDE are at alpha 0.05 / m "
           "(Bonferroni, Holm's strictest step: simultaneous over the family). MDE: the smallest effect the test "
           "detects with 80% power at that level (for the ratio: the reduction; for claim 4: normal approximation on "
           "the bootstrap SD). The synthetic row belongs to the frozen students (their head and matching settings). "
@@ -290,30 +290,55 @@ LEGEND = ("One row per claim (docs/method.md, The paper's numbers and claims). E
           "Verdicts: supported (p below the level, in the claimed direction); not supported (the CI's bound on the "
           "claimed side falls short of the claimed size, or significant the other way); inconclusive (otherwise, and "
           "with fewer than 2 splits); not run (models missing).")
-HEADER = ["| claim | comparison | measure | splits | effect [CI] | CI | test | p | p Holm | MDE | claimed | verdict |",
-          "|" + "---|" * 12]
+READABLE = ["block", "claim", "comparison", "measure", "splits", "effect [CI]", "test", "p", "MDE", "claimed",
+            "verdict"]
+
+
+def decimals(half_width: float) -> int:
+    """Decimals that show a CI's half-width to two significant digits (3 where there is no CI), between 2 and 6."""
+    if not np.isfinite(half_width) or half_width <= 0:
+        return 3
+    return int(np.clip(1 - np.floor(np.log10(half_width)), 2, 6))
+
+
+def _p_value(p: float) -> str:
+    return "" if pd.isna(p) else "<0.001" if p < 0.001 else f"{p:.2g}"
+
+
+def readable_row(r: pd.Series) -> dict[str, str]:
+    """One claims row as text, rounded to the precision its CI supports (``decimals``): ``+0.012 [-0.002, +0.027]``,
+    the CI's level where it is not 95%, the Holm p where there is one, the MDE at the effect's decimals."""
+    interval = not pd.isna(r["ci_low"])  # none with fewer than 2 splits
+    places = decimals((r["ci_high"] - r["ci_low"]) / 2 if interval else np.nan)
+    sign = "" if "ratio" in str(r["measure"]) else "+"
+
+    def num(v: float, fmt: str = f"{{:{sign}.{places}f}}") -> str:
+        return "" if pd.isna(v) else fmt.format(v)
+
+    effect = num(r["effect"]) + (f" [{num(r['ci_low'])}, {num(r['ci_high'])}]" if interval else "")
+    if interval and not np.isclose(r["confidence"], 1 - ALPHA):
+        effect += f" at {r['confidence']:.1%}"
+    holm = not pd.isna(r["p_holm"])
+    return {"block": r["block"], "claim": r["claim"], "comparison": num(r["comparison"], "{}"),
+            "measure": num(r["measure"], "{}"), "splits": num(r["splits"], "{:.0f}"), "effect [CI]": effect,
+            "test": num(r["test"], "{}"), "p": _p_value(r["p_holm"] if holm else r["p"]) + (" (Holm)" if holm else ""),
+            "MDE": num(r["mde"], f"{{:.{places}f}}"), "claimed": num(r["claimed"], "{:+.3f}"), "verdict": num(r["verdict"], "{}")}
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as a reader sees it (the report's, the Markdown's): text cells, rounded (``readable_row``)."""
+    return pd.DataFrame([readable_row(r) for _, r in table.iterrows()], columns=READABLE)
 
 
 def to_markdown(table: pd.DataFrame, title: str, blocks: list[Block] | None = None) -> str:
-    """The claims table as Markdown, with its legend: one section per block when there are several (``blocks``, in
-    the table's ``block`` order)."""
-    def num(v: object, fmt: str = "{:+.4f}") -> str:
-        return "" if v is None or pd.isna(v) else fmt.format(v)
-
-    def line(r: pd.Series) -> str:
-        fmt = "{:.3f}" if "ratio" in str(r["measure"]) else "{:+.4f}"
-        interval = not pd.isna(r["ci_low"])  # none with fewer than 2 splits
-        effect = num(r["effect"], fmt) + (f" [{num(r['ci_low'], fmt)}, {num(r['ci_high'], fmt)}]" if interval else "")
-        cells = [r["claim"], num(r["comparison"], "{}"), num(r["measure"], "{}"), num(r["splits"], "{:.0f}"), effect,
-                 num(r["confidence"] * 100 if interval else None, "{:.3g}%"),
-                 num(r["test"], "{}"), num(r["p"], "{:.4f}"), num(r["p_holm"], "{:.4f}"), num(r["mde"], "{:.4f}"),
-                 num(r["claimed"], "{:+.3f}"), f"**{r['verdict']}**"]
-        return "| " + " | ".join(cells) + " |"
-
+    """The claims table as Markdown (``readable``), with its legend: one section per block when there are several
+    (``blocks``, in the table's ``block`` order)."""
+    text = readable(table).assign(verdict=lambda t: "**" + t["verdict"] + "**")
     lines = [f"# {title}", "", LEGEND]
     sections = blocks if blocks and len(blocks) > 1 else [None]
     for block in sections:
-        rows = table if block is None else table[table["block"] == block.name]
-        lines += ([""] if block is None else ["", f"## {block.heading}", ""]) + HEADER
-        lines += [line(r) for _, r in rows.iterrows()]
+        rows = text if block is None else text[text["block"] == block.name]
+        lines += [""] if block is None else ["", f"## {block.heading}", ""]
+        lines += ["| " + " | ".join(READABLE[1:]) + " |", "|" + "---|" * (len(READABLE) - 1)]
+        lines += ["| " + " | ".join(r[1:]) + " |" for r in rows.itertuples(index=False)]
     return "\n".join(lines) + "\n"

@@ -56,7 +56,7 @@ def compare(published: dict[str, dict[str, dict[str, float | None]]], source: st
                              "ours_iqr": row[f"{metric}_iqr"], "ci_low": ci[0], "ci_high": ci[1],
                              "delta": np.nan if paper is None else median - paper,
                              "verdict": verdict(paper, median, ci, tolerance)})
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS).astype({"splits": "Int64"})
 
 
 def to_markdown(table: pd.DataFrame) -> str:

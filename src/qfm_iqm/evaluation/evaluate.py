@@ -329,8 +329,8 @@ def rule_of(path: Path, rules: list[str]) -> str:
 
 
 def benchmark_table(folder: str | Path, rules: list[str]) -> pd.DataFrame:
-    """Per rule: jobs, total and median wall time (s), total CPU time (s) and the largest peak RSS (MB), from the
-    Snakemake ``benchmark:`` files under ``folder``."""
+    """Per rule: jobs, total and median wall time (s), total CPU time (s) and the largest peak RSS (MB), to 0.1, from
+    the Snakemake ``benchmark:`` files under ``folder``."""
     frames = []
     for path in sorted(Path(folder).rglob("*.tsv")):
         bench = pd.read_csv(path, sep="\t")
@@ -344,4 +344,4 @@ def benchmark_table(folder: str | Path, rules: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"jobs": grouped["file"].nunique(), "total_s": grouped["s"].sum(),
                          "median_s": grouped["s"].median(), "cpu_s": grouped["cpu_time"].sum(),
                          "max_rss_mb": grouped["max_rss"].max()}
-                        ).sort_values("total_s", ascending=False).reset_index()
+                        ).round(1).sort_values("total_s", ascending=False).reset_index()

@@ -75,6 +75,7 @@ def claims(input: NS, output: NS, params: NS) -> None:
                                 params.test_fraction, params.claimed_gain, params.student, params.synthetic_seeds,
                                 {test: joined(paths) for test, paths in cross.items()}, params.bootstrap)
     write_csv(table, output.table, float_format="%.4g")
+    write_csv(claims.readable(table), output.readable)
     write_csv(claims.headline(pd.read_csv(input.summary), params.headline), output.headline)
     write_text(claims.to_markdown(table, claims.title(params.dataset, params.backbone, blocks[0]), blocks),
                output.markdown)
@@ -154,6 +155,6 @@ def compare_with_paper(input: NS, output: NS, params: NS) -> None:
     summaries = {name: pd.read_csv(path) for name, path in zip(names, input.summaries, strict=True)}
     table = comparison.compare(comparison.published_tables(cfg), cfg["source"], cfg["tolerance"], params.runs,
                                summaries)
-    write_csv(table, output.table)
+    write_csv(table, output.table, float_format="%.3f")  # correlations: their CIs are about 0.01-0.1 wide
     write_text(comparison.to_markdown(table), output.markdown)
     log.info("\n%s", table.to_string(index=False))
