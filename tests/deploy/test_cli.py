@@ -325,7 +325,9 @@ def test_every_image_fine_exits_zero_and_matches_the_api(tiny_bundle: Path, mess
     files = sorted(messy_folder.glob("ok*.jpg"))
     assert cli.main(["score", *map(str, files), "--model", str(tiny_bundle), "-q"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    np.testing.assert_allclose(table["score"], load_model(tiny_bundle, compile="off")(files), rtol=1e-12)
+    np.testing.assert_allclose(table["score"], load_model(tiny_bundle, compile="off")(files), rtol=0, atol=5e-5)
+    assert list(table.columns) == ["path", "score", "quality", "model", "error"] and (table["model"] == "tiny").all()
+    assert (table[["score", "quality"]] == table[["score", "quality"]].round(4)).all().all()  # to 4 decimals
 
 
 @pytest.mark.slow  # runs the qfm-iqm command in a new process each, which imports torch (2-3 s each)

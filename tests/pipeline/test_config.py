@@ -277,6 +277,7 @@ RESTATED_ALLOWED = {
     ("src/qfm_iqm/data/splits.py", "all"): "the split named all (every image), not crops.stages' default",
     ("src/qfm_iqm/deploy/scorer.py", "fp32"): "bundles from before backbone.precision was recorded were extracted in "
                                               "fp32: a fact about old files, not the config's default",
+    ("src/qfm_iqm/deploy/metric.py", "mean"): "as_loss's reduction, pyiqa's default, not crops.pooling's",
 }
 
 

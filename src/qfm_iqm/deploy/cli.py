@@ -26,6 +26,8 @@ EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 0, 1
 FORMATS = {".csv": "csv", ".json": "json"}
 STDOUT = "-"
 RECOVERY = "qfm-iqm-scores.csv"  # the stem and suffix of the recovery file for stdout, in the working folder
+COLUMNS = ["path", "score", "quality", "model", "error"]
+DECIMALS = 4  # a model's scores differ by more than 1e-4 between runs on different machines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,8 +36,10 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
     score = commands.add_parser(
         "score", help="score images", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Score images: one row per file with its path, its score on the training dataset's MOS scale "
-                    "(score), on [0, 1] with 1 = best (quality), and an error when the file could not be scored.",
+        description="Score images: one row per file with its path, its score on the MOS scale of the dataset the "
+                    "model was trained on (score; qfm-iqm info MODEL gives the range and direction), the same on [0, 1] "
+                    "with 1 = best (quality), both to 4 decimals, the model's name, and an error when the file could "
+                    "not be scored.",
         epilog="Exit status: 0 when every file was scored; 1 when any file failed (its row says why); 2 for a "
                "usage, input or model error, found before scoring (nothing scored); 3 when the scores could not be "
                "written (the message says where they went instead); 130 when interrupted (Ctrl-C: the rows so far go "
@@ -56,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
                        help="torch.compile the backbone: auto (default) from 5000 crops on and where a compiler "
                             "is found; falls back to eager when compiling fails")
     score.add_argument("--quiet", "-q", action="store_true", help="no progress bar, and no warnings from Pillow")
+    commands.add_parser("list", help="list the shipped models", description="List the shipped models: name, training "
+                        "dataset, backbone and score scale (as pyiqa -ls).")
     info = commands.add_parser("info", help="print a model's card", description="Print a model's card (MODEL.md).")
     info.add_argument("model", nargs="?", default="livec", help="a shipped model's name or a bundle folder")
     check = commands.add_parser("check-config", help="find a workflow config file's errors",
@@ -113,9 +119,10 @@ def _uninterrupted() -> Iterator[None]:
         signal.signal(signal.SIGINT, handler)
 
 
-def _table(results: Sequence[object]) -> pd.DataFrame:
-    return pd.DataFrame([{"path": str(r.key), "score": r.mos, "quality": r.unit, "error": r.error} for r in results],
-                        columns=["path", "score", "quality", "error"])
+def _table(results: Sequence[object], model: str) -> pd.DataFrame:
+    """One row per file: ``score`` on the model's training MOS scale, ``quality`` on [0, 1], both to ``DECIMALS``."""
+    rows = [{"path": str(r.key), "score": r.mos, "quality": r.unit, "model": model, "error": r.error} for r in results]
+    return pd.DataFrame(rows, columns=COLUMNS).round(DECIMALS)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -146,12 +153,12 @@ def _score(args: argparse.Namespace) -> int:
         if not results:
             raise KeyboardInterrupt(f"before any file was scored{unwritten}") from None
         with _uninterrupted():
-            where = _recover(_table(results), args.output, "interrupted")
+            where = _recover(_table(results, scorer.bundle.name), args.output, "interrupted")
         print(f"qfm-iqm: interrupted after scoring {sum(not r.error for r in results)} of {len(listed)} files; their "
               f"rows went to {where}{unwritten}", file=sys.stderr)
         return EXIT_INTERRUPTED
     with _uninterrupted():
-        return _report(_table(results), args, scorer.bundle.name, before)
+        return _report(_table(results, scorer.bundle.name), args, scorer.bundle.name, before)
 
 
 def _state(output: str) -> tuple[int, int, int] | None:
@@ -198,6 +205,19 @@ def _report(table: pd.DataFrame, args: argparse.Namespace, model: str, before: t
     return EXIT_IMAGE_FAILED if failed else EXIT_OK
 
 
+def _list() -> int:
+    from qfm_iqm.deploy.bundle import Bundle
+    from qfm_iqm.deploy.metric import list_models
+
+    for name in list_models():
+        info = Bundle.open(name).info
+        scale = info["scale"]
+        direction = "higher" if scale["higher_is_better"] else "lower"
+        print(f"{name}\ttrained on {info['dataset']['name']} ({info['backbone']['name']}); score {scale['min']:.4g} to "
+              f"{scale['max']:.4g}, {direction} is better; quality 0 to 1, higher is better")
+    return EXIT_OK
+
+
 def _check_config(files: list[str]) -> int:
     """Each file's YAML, keys repeated in a section included; then, in a checkout, the settings of the files on top
     of the workflow's config/config.yaml against its schema, as Snakemake would read them."""
@@ -220,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(Bundle.open(args.model).card(), end="")
             return EXIT_OK
+        if args.command == "list":
+            return _list()
         if args.command == "check-config":
             return _check_config(args.files)
         with warnings.catch_warnings():  # -q's filter ends with the command (tests call main in one process)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 INPUTS = ("crops", "native")
 MIN_SIDE = 32  # a native view's short side at least: the backbone's output stride
 EXIF_ORIENTATION = 0x0112
+NATIVE_FILTER = Image.Resampling.BICUBIC  # resizes a native view to its capped size
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class CropRecipe:
         """The ``views`` of one image, each followed by its mirror under ``flip``."""
         if self.native:
             size = self.native_size(*img.size)
-            views = [img if size == img.size else img.resize(size, Image.Resampling.BICUBIC)]
+            views = [img if size == img.size else img.resize(size, NATIVE_FILTER)]
         else:
             views = self.crops(img, image_id)
         if self.flip:
