@@ -120,11 +120,11 @@ def ablation(table: pd.DataFrame, reference: str, title: str, style: dict) -> pl
         low, high = np.nanmin([rows["ci_low"], med]), np.nanmax([rows["ci_high"], med])
         margin = max(0.05 * (high - low), 0.01)
         ax.set(ylim=(low - margin, high + margin), xlabel="model", title=metric.upper(),
-               ylabel=f"{metric.upper()}: median over splits [95% CI]")
+               ylabel=f"{metric.upper()} (median, 95% CI)")
     handles = [Patch(facecolor="tab:blue", edgecolor="black", hatch=_hatch(k, most),
                      label=f"median of {_splits(k)}" if k > 1 else "1 split: its value, no CI")
                for k in sorted(set(table["n_splits"]), reverse=True)]
-    handles.append(Patch(facecolor="tab:orange", label=f"{reference}: the reference of the corrected resampled t-tests"))
+    handles.append(Patch(facecolor="tab:orange", label=f"{reference}: reference of the corrected t-tests"))
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=LEGEND_PT)
     fig.suptitle(f"{title}: ablation")
     return fig
