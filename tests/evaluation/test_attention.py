@@ -147,7 +147,10 @@ def test_attention_maps_and_figure(descriptor, tmp_path: Path) -> None:
         assert all(m.shape == (SIZE, SIZE) and 0 <= m.min() <= m.max() <= 1 for m in item["maps"].values())
         assert all(np.isfinite(p) for p in item["predictions"].values())
     fig = attention_figure(items, "tiny", {"figsize": [3.0, 3.0], "dpi": 30, "marker_size": 4})
-    assert len(fig.axes) == len(items) * (1 + len(models))
+    *panels, bar = fig.axes
+    assert len(panels) == len(items) * (1 + len(models))
+    assert bar.get_label() == "<colorbar>" and bar.get_ylabel() == "normalised gradient magnitude (min-max per map)"
+    assert bar.get_ylim() == (0.0, 1.0)  # the maps' range
     assert fig.get_size_inches()[1] > 3.0  # grows with the rows
     assert "pred" in fig.axes[1].get_title() and "a" in fig.axes[0].get_title()
     out = tmp_path / "fig" / "attention.png"

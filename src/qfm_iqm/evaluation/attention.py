@@ -126,20 +126,24 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
 
 
 def attention_figure(items: list[dict], title: str, style: dict) -> plt.Figure:
-    """Grid: a row per image; the crop (id, ground-truth score), then each model's map over it."""
+    """Grid: a row per image; the crop (id, ground-truth score), then each model's map over it; a colour bar for
+    the maps."""
     names = list(items[0]["maps"]) if items else []
     rows, cols = max(1, len(items)), 1 + len(names)
     w, h = style["figsize"]
-    fig, axes = plt.subplots(rows, cols, figsize=(w / 2 * cols, h / 2 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(w / 2 * cols + 0.8, h / 2 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for ax_row, item in zip(axes, items, strict=False):
         ax_row[0].imshow(item["crop"])
         ax_row[0].set_title(f"{item['image_id']}\nscore {item['score']:.3f}", fontsize="small")
         for ax, name in zip(ax_row[1:], names, strict=True):
             ax.imshow(item["crop"])
-            ax.imshow(item["maps"][name], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+            overlay = ax.imshow(item["maps"][name], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
             ax.set_title(f"{name}\npred {item['predictions'][name]:.3f}", fontsize="small")
     for ax in axes.flat:
         ax.axis("off")
+    if names:
+        fig.colorbar(overlay, ax=axes.ravel().tolist(), shrink=0.8,
+                     label="normalised gradient magnitude (min-max per map)")
     fig.suptitle(f"{title}: gradient saliency (|d score / d pixel|)")
-    fig.tight_layout()
     return fig

@@ -1,8 +1,8 @@
 """Figures, one function per kind; every one takes the ``figures`` config section as its style.
 
 Scatter of predictions, the motivating observation (raw and gated features), ablation bars with
-bootstrap CIs, semantic-noise sensitivity before/after and over a sweep of eps and tau, and the
-cross-dataset heatmap. (Attention maps are in ``qfm_iqm.evaluation.attention``.)
+bootstrap CIs (models run on fewer splits hatched, apart), semantic-noise sensitivity before/after and over a
+sweep of eps and tau, and the cross-dataset heatmap. Every axis is labelled; legends are ``LEGEND_PT`` points. (Attention maps are in ``qfm_iqm.evaluation.attention``.)
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from qfm_iqm.evaluation.evaluate import metrics
 from qfm_iqm.io import atomic_path
 
+LEGEND_PT = 8  # legend text in points: legible at 100%
 STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # formats that stamp the time
 
 
@@ -41,7 +43,7 @@ def scatter(predictions: pd.DataFrame, model: str, title: str, style: dict) -> p
                    label=f"split {split}: SRCC {m['srcc']:.3f}, PLCC {m['plcc']:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set(xlabel="score (normalised)", ylabel=f"{model} prediction", title=f"{title}: {model} (test parts)")
-    ax.legend(fontsize="xx-small", markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.legend(fontsize=LEGEND_PT, markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
@@ -57,7 +59,7 @@ def pair_distance(sample: pd.DataFrame, title: str, style: dict) -> plt.Figure:
         ax.scatter(part["cosine_distance"], part["score_gap"], s=style["marker_size"], alpha=0.5, label=kind)
     ax.set(xlabel="cosine distance of semantic features", ylabel="|score gap| (normalised)",
            title=f"{title}: near in feature space, far in quality")
-    ax.legend()
+    ax.legend(fontsize=LEGEND_PT)
     return fig
 
 
@@ -73,28 +75,58 @@ def observation(samples: dict[str, pd.DataFrame], stats: dict[str, dict], title:
         ax.set(xlabel="cosine distance", ylabel="|score gap| (normalised)",
                title=f"{space}\nNN gap > {s['large_gap']}: {s['nn_fraction_large_gap']:.1%} "
                      f"(random pairs {s['random_fraction_large_gap']:.1%})")
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize=LEGEND_PT)
     fig.suptitle(f"{title}: near in feature space, far in quality")
     return fig
 
 
-def ablation(summary: pd.DataFrame, reference: str, title: str, style: dict) -> plt.Figure:
-    """Median SRCC and PLCC per model with the bootstrap CI of the median as error bars."""
+def _splits(n: int) -> str:
+    return f"{n} split" if n == 1 else f"{n} splits"
+
+
+def _hatch(n: int, most: int) -> str | None:
+    """Bars of models run on fewer splits than the most are hatched."""
+    return None if n == most else "//"
+
+
+def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The ablation figure's data, from ``evaluate.summarise``'s table: one row per metric (SRCC, PLCC) and model
+    (model, metric, median, ci_low, ci_high, n_splits: the splits the model ran on), the models on the most splits
+    first."""
+    ordered = summary.sort_values("splits", ascending=False, kind="stable")
+    return pd.concat([pd.DataFrame({"model": ordered["model"], "metric": m, "median": ordered[f"{m}_median"],
+                                    "ci_low": ordered[f"{m}_ci_low"], "ci_high": ordered[f"{m}_ci_high"],
+                                    "n_splits": ordered["splits"]}) for m in ("srcc", "plcc")], ignore_index=True)
+
+
+def ablation(table: pd.DataFrame, reference: str, title: str, style: dict) -> plt.Figure:
+    """Bars of ``ablation_table``: one panel per metric, the median per model with the bootstrap CI of the median as
+    error bars. Models run on fewer splits than the most are hatched, right of a dashed line, their split count in
+    the tick label and the legend; the y-axis spans every error bar."""
+    most = table["n_splits"].max()
     width, height = style["figsize"]
-    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), sharey=True, layout="constrained")
-    x = np.arange(len(summary))
-    colours = ["tab:orange" if m == reference else "tab:blue" for m in summary["model"]]
-    most = summary["splits"].max()  # models run on fewer splits (ablation.splits) say how many
-    labels = [m if n == most else f"{m} ({n} splits)" for m, n in zip(summary["model"], summary["splits"], strict=True)]
-    for ax, metric in zip(axes, ("srcc", "plcc"), strict=True):
-        med = summary[f"{metric}_median"].to_numpy()
-        err = np.vstack([med - summary[f"{metric}_ci_low"], summary[f"{metric}_ci_high"] - med])
-        ax.bar(x, med, yerr=err, color=colours, capsize=3)
-        ax.set_xticks(x, labels, rotation=45, ha="right")
-        low = np.nanmin(summary[f"{metric}_ci_low"])
-        ax.set(ylim=(max(0.0, low - 0.05), min(1.0, np.nanmax(summary[f"{metric}_ci_high"]) + 0.02)),
-               title=f"{metric.upper()} median, {most} splits (95% bootstrap CI)")
-    fig.suptitle(f"{title} (orange: {reference}, the reference of the paired tests)")
+    panels = table.groupby("metric", sort=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * width, height), layout="constrained")
+    for ax, (metric, rows) in zip(axes, panels, strict=True):
+        x, n = np.arange(len(rows)), rows["n_splits"].to_numpy()
+        med = rows["median"].to_numpy()
+        ax.bar(x, med, yerr=np.vstack([med - rows["ci_low"], rows["ci_high"] - med]), capsize=3,
+               color=["tab:orange" if m == reference else "tab:blue" for m in rows["model"]],
+               hatch=[_hatch(k, most) for k in n], edgecolor="black", linewidth=0.5)
+        ax.set_xticks(x, [m if k == most else f"{m}\n({_splits(k)})" for m, k in zip(rows["model"], n, strict=True)],
+                      rotation=45, ha="right")
+        if (n < most).any():
+            ax.axvline((n == most).sum() - 0.5, color="grey", ls="--", lw=0.8)
+        low, high = np.nanmin([rows["ci_low"], med]), np.nanmax([rows["ci_high"], med])
+        margin = max(0.05 * (high - low), 0.01)
+        ax.set(ylim=(low - margin, high + margin), xlabel="model", title=metric.upper(),
+               ylabel=f"{metric.upper()} (median, 95% CI)")
+    handles = [Patch(facecolor="tab:blue", edgecolor="black", hatch=_hatch(k, most),
+                     label=f"median of {_splits(k)}" if k > 1 else "1 split: its value, no CI")
+               for k in sorted(set(table["n_splits"]), reverse=True)]
+    handles.append(Patch(facecolor="tab:orange", label=f"{reference}: reference of the corrected t-tests"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=LEGEND_PT)
+    fig.suptitle(f"{title}: ablation")
     return fig
 
 
@@ -108,7 +140,7 @@ def sensitivity_bars(sensitivity: pd.DataFrame, title: str, style: dict) -> plt.
     for ax, (column, label) in zip(axes, panels, strict=True):
         ax.bar(x, sensitivity[column])
         ax.set_xticks(x, sensitivity["model"], rotation=45, ha="right")
-        ax.set(title=label)
+        ax.set(xlabel="model", ylabel=label)
     fig.suptitle(f"{title}: semantic-noise sensitivity (eps = {sensitivity['eps'].iloc[0]}), median over splits")
     return fig
 
@@ -125,7 +157,7 @@ def sensitivity_sweep(sweep: pd.DataFrame, tau: float, eps: float, title: str, s
         ax.set(xlabel=free, title=f"{fixed} = {value}")
     axes[0].set_ylabel("prediction shift / spread (median over splits)")
     axes[1].set_xscale("log")
-    axes[0].legend(fontsize="x-small")
+    axes[0].legend(fontsize=LEGEND_PT)
     fig.suptitle(f"{title}: sensitivity to semantic noise of strength eps from partners within tau")
     return fig
 
@@ -145,7 +177,7 @@ def cross_heatmap(table: pd.DataFrame, models: list[str], title: str, style: dic
         for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
             if np.isfinite(value):
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w" if value < 0.6 else "k")
-        ax.set(xlabel="test", ylabel="train" if ax is axes[0][0] else "", title=model)
+        ax.set(xlabel="test dataset", ylabel="training dataset", title=model)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="median SRCC")
     fig.suptitle(title)
     return fig

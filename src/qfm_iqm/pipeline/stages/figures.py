@@ -54,7 +54,8 @@ def plot_observation(input: NS, output: NS, params: NS) -> None:
 def plot_ablation(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.evaluation import figures
 
-    fig = figures.ablation(pd.read_csv(input.summary), params.reference, params.dataset, params.style)
+    fig = figures.ablation(figures.ablation_table(pd.read_csv(input.summary)), params.reference, params.dataset,
+                           params.style)
     figures.save(fig, [output.png, output.pdf], params.style["dpi"])
 
 
