@@ -28,8 +28,8 @@ STDOUT = "-"
 RECOVERY = "qfm-iqm-scores.csv"  # the stem and suffix of the recovery file for stdout, in the working folder
 
 
-def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="qfm-iqm", description="No-reference image quality with QFM-IQM models.")
+def parser(prog: str = "qfm-iqm") -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog=prog, description="No-reference image quality with QFM-IQM models.")
     main.add_argument("--version", action="version", version=f"qfm-iqm {__version__}")
     commands = main.add_subparsers(dest="command", required=True)
     score = commands.add_parser(
@@ -211,8 +211,9 @@ def _check_config(files: list[str]) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "qfm-iqm") -> int:
+    """The command line; ``prog`` names the program in usage and help (``python -m qfm_iqm`` runs it too)."""
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="qfm-iqm: %(message)s")
     try:
         if args.command == "info":
