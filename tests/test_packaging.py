@@ -1,5 +1,6 @@
 """The package installs beside others: pyproject.toml states ranges, constraints.txt the exact versions CI uses (each
-inside its range), the version is written once, and the files a published package carries exist."""
+inside its range), the version is written once, the files a published package carries exist, and the workflow's
+conda environment asks for what pyproject.toml does."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -91,6 +93,22 @@ def test_python_dash_m_runs_the_command_line() -> None:
     assert version.stdout.strip() == f"qfm-iqm {qfm_iqm.__version__}"
     usage = subprocess.run([*run, "nonsense"], capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: python -m qfm_iqm ")
+
+
+def test_the_conda_environment_asks_for_what_pyproject_does() -> None:
+    """workflow/envs/qfm-iqm.yaml (for `--sdm conda`) lists every runtime and workflow requirement with the same
+    range, and the Python that pyproject requires."""
+    env = yaml.safe_load((REPO / "workflow/envs/qfm-iqm.yaml").read_text())
+    conda = [dep for dep in env["dependencies"] if isinstance(dep, str)]
+    (pip,) = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    (python,) = [dep.removeprefix("python=") for dep in conda if dep.startswith("python=")]
+    assert SpecifierSet(PROJECT["requires-python"]).contains(python)
+    wanted = requirements(extras=False) | {canonicalize_name(Requirement(line).name): Requirement(line)
+                                          for line in PROJECT["optional-dependencies"]["workflow"]}
+    listed = {canonicalize_name(req.name): req for req in map(Requirement, pip)}
+    assert listed.keys() == wanted.keys()
+    assert all(listed[name].specifier == req.specifier for name, req in wanted.items()), \
+        [f"{listed[name]} != {req}" for name, req in wanted.items() if listed[name].specifier != req.specifier]
 
 
 def pypi_reachable() -> bool:

@@ -28,6 +28,8 @@ rule evaluate_split:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -58,6 +60,8 @@ rule summarize:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -92,6 +96,8 @@ rule claims:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -128,6 +134,8 @@ rule evaluate_cross:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -149,6 +157,8 @@ rule summarize_cross:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -175,6 +185,8 @@ rule sensitivity_sweep:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -195,5 +207,7 @@ rule compare_with_paper:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
