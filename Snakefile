@@ -5,6 +5,11 @@
 #                snakemake evaluate --profile workflow/profiles/evaluate  (from existing weights)
 
 
+from snakemake.utils import min_version
+
+min_version("9.0")  # pyproject.toml's workflow extra: snakemake>=9.0,<10
+
+
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 

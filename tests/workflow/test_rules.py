@@ -269,7 +269,9 @@ def test_livec_dry_run_lists_all_seven_stages(tmp_path: Path) -> None:
     assert jobs["export_model"] == jobs["claims"] == 1
 
 
-def test_lint_reports_only_the_missing_conda_environment(tmp_path: Path) -> None:
+def test_lint_finds_nothing(tmp_path: Path) -> None:
+    """Every rule has a log and its conda environment (workflow/envs/qfm-iqm.yaml), and the Snakefile states its
+    Snakemake version."""
     proc = snakemake(tmp_path, REPO / "config/config.yaml", "--lint", check=False)
     findings = set(re.findall(r"^\s+\* (.+)$", proc.stdout + proc.stderr, flags=re.MULTILINE))
-    assert findings == {"Specify a conda environment or container for each rule.:"}, findings
+    assert proc.returncode == 0 and not findings, findings

@@ -22,6 +22,7 @@ for _file in workflow.configfiles:
 validate(config, SCHEMA)  # also fills in the schema's defaults of the keys the config leaves out
 
 SCRIPT = "../scripts/run_stage.py"
+ENV = "../envs/qfm-iqm.yaml"  # every job's software under --sdm conda
 
 
 wildcard_constraints:

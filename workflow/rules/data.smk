@@ -11,6 +11,8 @@ rule convert_weights:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -31,6 +33,8 @@ rule build_demo_dataset:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -54,6 +58,8 @@ rule acquire_dataset:
     resources:
         mem_mb=2000,
         runtime=600,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -75,6 +81,8 @@ rule prepare_dataset:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -109,6 +117,8 @@ rule build_expansion_pool:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -130,5 +140,7 @@ rule make_splits:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT

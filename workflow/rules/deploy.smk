@@ -22,6 +22,8 @@ rule export_model:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -38,6 +40,8 @@ rule ship_model:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 

@@ -28,6 +28,8 @@ rule evaluate_split:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -58,6 +60,8 @@ rule summarize:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -93,6 +97,8 @@ rule claims:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -129,6 +135,8 @@ rule evaluate_cross:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -150,6 +158,8 @@ rule summarize_cross:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -176,6 +186,8 @@ rule sensitivity_sweep:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -196,5 +208,7 @@ rule compare_with_paper:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT

@@ -18,6 +18,8 @@ rule extract_features:
     resources:
         mem_mb=8000,
         runtime=120,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -43,5 +45,7 @@ rule extract_activations:
     resources:
         mem_mb=8000,
         runtime=120,
+    conda:
+        ENV
     script:
         SCRIPT

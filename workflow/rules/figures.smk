@@ -17,6 +17,8 @@ rule plot_scatter:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -37,6 +39,8 @@ rule plot_pairs:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -62,6 +66,8 @@ rule plot_observation:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -83,6 +89,8 @@ rule plot_ablation:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -108,6 +116,8 @@ rule plot_sensitivity:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -134,6 +144,8 @@ rule plot_attention:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -155,6 +167,8 @@ rule plot_cross:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -173,6 +187,8 @@ rule report_benchmarks:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -189,5 +205,7 @@ rule report_config:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        ENV
     script:
         SCRIPT

@@ -16,6 +16,8 @@ rule pair_observation:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -43,5 +45,7 @@ rule mine_pairs:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT

@@ -20,6 +20,8 @@ rule train_teacher:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -38,6 +40,8 @@ rule label_pool:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -67,6 +71,8 @@ rule train_student:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -101,6 +107,8 @@ rule finetune_student:
         mem_mb=16000,
         runtime=240,
         gpu=1 if config["finetune"]["device"] != "cpu" else 0,
+    conda:
+        ENV
     script:
         SCRIPT
 
@@ -132,5 +140,7 @@ rule finetune_sensitivity:
         mem_mb=8000,
         runtime=30,
         gpu=1 if config["finetune"]["device"] != "cpu" else 0,
+    conda:
+        ENV
     script:
         SCRIPT

@@ -30,8 +30,8 @@ COLUMNS = ["path", "score", "quality", "model", "error"]
 DECIMALS = 4  # a model's scores differ by more than 1e-4 between runs on different machines
 
 
-def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="qfm-iqm", description="No-reference image quality with QFM-IQM models.")
+def parser(prog: str = "qfm-iqm") -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog=prog, description="No-reference image quality with QFM-IQM models.")
     main.add_argument("--version", action="version", version=f"qfm-iqm {__version__}")
     commands = main.add_subparsers(dest="command", required=True)
     score = commands.add_parser(
@@ -231,8 +231,9 @@ def _check_config(files: list[str]) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "qfm-iqm") -> int:
+    """The command line; ``prog`` names the program in usage and help (``python -m qfm_iqm`` runs it too)."""
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="qfm-iqm: %(message)s")
     try:
         if args.command == "info":
