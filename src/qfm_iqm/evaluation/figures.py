@@ -2,7 +2,8 @@
 
 Scatter of predictions, the motivating observation (raw and gated features), ablation bars with
 bootstrap CIs (models run on fewer splits hatched, apart), semantic-noise sensitivity before/after and over a
-sweep of eps and tau, and the cross-dataset heatmap. Every axis is labelled; legends are ``LEGEND_PT`` points. (Attention maps are in ``qfm_iqm.evaluation.attention``.)
+sweep of eps and tau, and the cross-dataset heatmap. Every axis is labelled; legends are ``LEGEND_PT`` points.
+(Attention maps are in ``qfm_iqm.evaluation.attention``.)
 """
 
 from __future__ import annotations
