@@ -85,8 +85,8 @@ def test_every_axis_is_labelled_and_every_legend_legible() -> None:
     sample = pd.DataFrame({"cosine_distance": rng.random(20), "score_gap": rng.random(20),
                            "kind": ["random", "nearest"] * 10})
     stats = {"large_gap": 0.2, "nn_fraction_large_gap": 0.3, "random_fraction_large_gap": 0.5}
-    sensitivity = pd.DataFrame({"model": ["baseline", "full"], "relative_shift": [0.2, 0.1],
-                                "nn_fraction_large_gap": [0.3, 0.2], "eps": 0.3})
+    sensitivity = pd.DataFrame({"model": ["baseline", "full", "gate"], "relative_shift": [0.2, 0.1, 0.15],
+                                "nn_fraction_large_gap": [0.3, 0.2, 0.25], "eps": 0.3, "splits": [3, 3, 1]})
     sweep = pd.DataFrame([{"model": m, "tau": t, "eps": e, "relative_shift": e} for m in ("baseline", "full")
                           for t in (0.03, 0.1) for e in (0.1, 0.3)])
     cross = pd.DataFrame([{"train": "x", "test": t, "model": "full", "srcc_median": 0.5} for t in ("x", "y")])
@@ -98,6 +98,9 @@ def test_every_axis_is_labelled_and_every_legend_legible() -> None:
              "sweep": figures.sensitivity_sweep(sweep, 0.03, 0.3, "t", STYLE),
              "cross": figures.cross_heatmap(cross, ["full"], "t", STYLE)}
     assert {name: _unlabelled(fig) for name, fig in drawn.items()} == {name: [] for name in drawn}
+    for ax in drawn["sensitivity"].axes:  # a model run on fewer splits is marked, as in the ablation figure
+        assert [bar.get_hatch() for bar in ax.patches] == [None, None, "//"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["baseline", "full", "gate\n(1 split)"]
     legends = {name: [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
                for name, fig in drawn.items()}
     assert {name: min(t.get_fontsize() for lg in lgs for t in lg.get_texts()) >= 8 for name, lgs in legends.items()

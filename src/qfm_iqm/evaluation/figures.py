@@ -90,6 +90,11 @@ def _hatch(n: int, most: int) -> str | None:
     return None if n == most else "//"
 
 
+def _split_ticks(models: pd.Series, n: np.ndarray, most: int) -> list[str]:
+    """Tick labels: a model run on fewer splits than the most says how many."""
+    return [m if k == most else f"{m}\n({_splits(k)})" for m, k in zip(models, n, strict=True)]
+
+
 def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The ablation figure's data, from ``evaluate.summarise``'s table: one row per metric (SRCC, PLCC) and model
     (model, metric, median, ci_low, ci_high, n_splits: the splits the model ran on), the models on the most splits
@@ -114,8 +119,7 @@ def ablation(table: pd.DataFrame, reference: str, title: str, style: dict) -> pl
         ax.bar(x, med, yerr=np.vstack([med - rows["ci_low"], rows["ci_high"] - med]), capsize=3,
                color=["tab:orange" if m == reference else "tab:blue" for m in rows["model"]],
                hatch=[_hatch(k, most) for k in n], edgecolor="black", linewidth=0.5)
-        ax.set_xticks(x, [m if k == most else f"{m}\n({_splits(k)})" for m, k in zip(rows["model"], n, strict=True)],
-                      rotation=45, ha="right")
+        ax.set_xticks(x, _split_ticks(rows["model"], n, most), rotation=45, ha="right")
         if (n < most).any():
             ax.axvline((n == most).sum() - 0.5, color="grey", ls="--", lw=0.8)
         low, high = np.nanmin([rows["ci_low"], med]), np.nanmax([rows["ci_high"], med])
@@ -132,15 +136,17 @@ def ablation(table: pd.DataFrame, reference: str, title: str, style: dict) -> pl
 
 
 def sensitivity_bars(sensitivity: pd.DataFrame, title: str, style: dict) -> plt.Figure:
-    """Semantic-noise sensitivity per model: prediction shift and quality-dissimilar nearest neighbours."""
+    """Semantic-noise sensitivity per model (median over its ``splits``): prediction shift and quality-dissimilar
+    nearest neighbours; models run on fewer splits than the most are hatched and say how many."""
     width, height = style["figsize"]
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), layout="constrained")
-    x = np.arange(len(sensitivity))
+    x, n = np.arange(len(sensitivity)), sensitivity["splits"].to_numpy()
+    most = n.max()
     panels = [("relative_shift", "prediction shift / spread of predictions"),
               ("nn_fraction_large_gap", "share of nearest neighbours (head's input)\nwith a large score gap")]
     for ax, (column, label) in zip(axes, panels, strict=True):
-        ax.bar(x, sensitivity[column])
-        ax.set_xticks(x, sensitivity["model"], rotation=45, ha="right")
+        ax.bar(x, sensitivity[column], hatch=[_hatch(k, most) for k in n], edgecolor="black", linewidth=0.5)
+        ax.set_xticks(x, _split_ticks(sensitivity["model"], n, most), rotation=45, ha="right")
         ax.set(xlabel="model", ylabel=label)
     fig.suptitle(f"{title}: semantic-noise sensitivity (eps = {sensitivity['eps'].iloc[0]}), median over splits")
     return fig

@@ -51,8 +51,9 @@ def summarize(input: NS, output: NS, params: NS) -> None:
     sens = pd.concat([pd.read_csv(p) for p in input.sensitivity], ignore_index=True)
     write_csv(per_split, output.metrics)
     write_csv(summary, output.summary)
-    paper = sens[sens["probe"] == "additive"].drop(columns=["split", "probe", "form"])  # the paper's probe
-    write_csv(paper.groupby("model", sort=False).median().reset_index(), output.sensitivity)
+    paper = sens[sens["probe"] == "additive"].drop(columns=["probe", "form"]).groupby("model", sort=False)
+    medians = paper.median().drop(columns="split").assign(splits=paper["split"].nunique())  # the paper's probe
+    write_csv(medians.reset_index(), output.sensitivity)
     title = f"{params.dataset}: {params.backbone}, {len(input.metrics)} splits; full model: {params.mode}"
     write_text(evaluate.to_markdown(summary, title, params.reference, params.finetuned_reference), output.markdown)
     log.info("\n%s", summary.to_string(index=False))
