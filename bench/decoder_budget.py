@@ -23,7 +23,7 @@ from validate_student import merged_config
 from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.method import train
 from qfm_iqm.method.partial import ACTIVATION, EARLY, model_for
-from qfm_iqm.pipeline.config import loss_settings, resolve_variants
+from qfm_iqm.settings import loss_settings, resolve_variants
 
 BASELINE = {"arch": {"gate": False}, "distillation": {"kd_weight": 0.0},
             "matching": {"adv_weight": 0.0, "sens_weight": 0.0}}
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = merged_config(args.configfile)
-    variants = resolve_variants(config, "workflow/schemas/config.schema.yaml")
+    variants = resolve_variants(config, "src/qfm_iqm/config.schema.yaml")
     full = variants[args.variant]
     baseline = copy.deepcopy(full)
     for section, keys in BASELINE.items():

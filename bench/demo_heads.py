@@ -24,7 +24,7 @@ from validate_student import Dataset, fit, merged_config, student_run
 from qfm_iqm.data import splits
 from qfm_iqm.evaluation.evaluate import ridge_floor
 from qfm_iqm.method import train
-from qfm_iqm.pipeline.config import resolve_variants
+from qfm_iqm.settings import resolve_variants
 
 
 def with_overrides(config: dict, spec: str) -> dict:

@@ -19,7 +19,7 @@ import torch
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.extract import CropRecipe, extract
 from qfm_iqm.features.weights import convert_package_weights
-from qfm_iqm.pipeline.config import schema_default
+from qfm_iqm.settings import schema_default
 
 
 def main() -> None:

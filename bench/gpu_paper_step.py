@@ -22,7 +22,7 @@ from gpu_throughput import images
 from validate_student import merged_config
 
 from qfm_iqm.method.finetune import finetune, gpu_memory_estimate, student_config
-from qfm_iqm.pipeline.config import finetuned_variants
+from qfm_iqm.settings import finetuned_variants
 
 
 def main() -> None:

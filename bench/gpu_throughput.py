@@ -21,7 +21,7 @@ from PIL import Image
 
 from qfm_iqm.features.extract import CropRecipe, extract
 from qfm_iqm.method.finetune import FinetuneConfig, finetune
-from qfm_iqm.pipeline.config import load_config_file, schema_default
+from qfm_iqm.settings import load_config_file, schema_default
 
 REPO = Path(__file__).resolve().parents[1]
 

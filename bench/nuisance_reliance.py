@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from qfm_iqm.method.diagnostics import REGIMES, nuisance_experiment
-from qfm_iqm.pipeline.config import load_config_file
+from qfm_iqm.settings import load_config_file
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from qfm_iqm.data.meta import POOL_COLUMNS, read_meta
 from qfm_iqm.evaluation import evaluate
 from qfm_iqm.features.cache import FeatureSet, cache_dir, crops_tag, narrowed
 from qfm_iqm.method import memory, pairs, train
-from qfm_iqm.pipeline.config import load_config_file, loss_settings, matching_on, merged, resolve_weights, validate
+from qfm_iqm.settings import load_config_file, loss_settings, matching_on, merged, resolve_weights, validate
 
 
 def merged_config(files: list[str]) -> dict:

@@ -149,7 +149,7 @@ def make_bundle(root: Path, lite0: Path, crops: dict, seeds: int = 1) -> Path:
     from qfm_iqm.features.extract import CropRecipe, extract
     from qfm_iqm.method.checkpoint import save_model
     from qfm_iqm.method.train import fit_seeds
-    from qfm_iqm.pipeline.config import loss_settings
+    from qfm_iqm.settings import loss_settings
 
     raw = 10.0 * np.arange(8) + 5
     meta = pd.DataFrame({"image_id": [f"img{i}" for i in range(8)], "score_raw": raw, "score": normalise_scores(raw),

@@ -76,7 +76,7 @@ def test_the_readmes_paper_table_quotes_the_resolved_configuration() -> None:
     config/config.yaml, with the schema's defaults filled in)."""
     import yaml
 
-    from qfm_iqm.pipeline.config import merged, validate
+    from qfm_iqm.settings import merged, validate
 
     config = merged(yaml.safe_load((REPO / "config/config.yaml").read_text()),
                     yaml.safe_load((REPO / "config/paper.yaml").read_text()))

@@ -133,3 +133,30 @@ def test_pip_resolves_the_package_beside_older_numpy_pandas_and_pillow(tmp_path:
               for item in json.loads(report.read_text())["install"]}
     assert {name: chosen[name] for name in OLDER} == OLDER
     assert "qfm-iqm" in chosen and "torch" in chosen
+
+
+OUTSIDE = """
+import numpy as np, qfm_iqm, sys
+from qfm_iqm.method.train import TrainConfig, build_model, predict, train
+assert qfm_iqm.__file__.startswith(sys.argv[1]), qfm_iqm.__file__  # the copy, not the checkout
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(24, 2, 16)).astype(np.float32), rng.random(24)
+cfg = TrainConfig(epochs=2, lr=1e-3, weight_decay=0.0, batch_size=8)  # the rest: the schema's defaults
+model = build_model(16, {"head": "mlp", "hidden": 8})
+train(model, x, y, cfg)
+print(cfg.noise_form, cfg.crops_per_epoch, predict(model, x).shape)
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch
+def test_the_package_trains_a_student_outside_a_checkout(tmp_path: Path) -> None:
+    """The package alone, as pip installs it (no workflow/, no config/), reads its settings' defaults from the
+    schema it carries and trains a student through the Python API."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(qfm_iqm.__file__).parent, site / "qfm_iqm", ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-c", OUTSIDE, str(site)], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["mix", "0", "(24,)"]

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import bomb_png, write_image
+from conftest import REPO, bomb_png, write_image
 from PIL import Image
 
 from qfm_iqm import load_model
 from qfm_iqm.deploy import cli
 from qfm_iqm.deploy.bundle import CONTENT_SHA256, INFO, Bundle
 from qfm_iqm.io import InputError, write_csv
-from qfm_iqm.pipeline.config import ConfigError, load_config_file
+from qfm_iqm.settings import ConfigError, load_config_file
 
 QFM_IQM = str(Path(sys.executable).with_name("qfm-iqm"))
 
@@ -248,8 +248,9 @@ def test_links_fifos_unreadable_folders_and_empty_globs_each_get_a_row(photos: P
     assert "scored 2 of 8 files" in err
 
 
-def test_check_config_refuses_a_repeated_section_and_checks_settings_against_the_schema(tmp_path: Path,
-                                                                                       capsys) -> None:
+def test_check_config_refuses_a_repeated_section_and_checks_settings_against_the_schema(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # the workflow's config/config.yaml is the base
     (tmp_path / "dup.yaml").write_text("student:\n  train:\n    epochs: 3\nstudent:\n  hidden: 8\n")
     (tmp_path / "lr.yaml").write_text("student:\n  train:\n    lr: 1e-3\n")
     (tmp_path / "ok.yaml").write_text("student:\n  train:\n    lr: 1.0e-3\n")
@@ -260,6 +261,9 @@ def test_check_config_refuses_a_repeated_section_and_checks_settings_against_the
     assert "config key 'student.train.lr': 1e-3 is text to YAML 1.1" in capsys.readouterr().err
     assert cli.main(["check-config", str(tmp_path / "ok.yaml")]) == cli.EXIT_OK
     assert capsys.readouterr().err.splitlines()[-1].endswith("config/config.yaml are valid")
+    monkeypatch.chdir(tmp_path)  # no checkout: the YAML is read, the settings are not checked
+    assert cli.main(["check-config", str(tmp_path / "ok.yaml")]) == cli.EXIT_OK
+    assert "the settings were not checked against the schema" in capsys.readouterr().err
 
 
 def test_an_image_over_the_pixel_limit_is_a_row_without_pillows_warning(tmp_path: Path, capsys) -> None:

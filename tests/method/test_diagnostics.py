@@ -36,7 +36,7 @@ def test_the_default_matching_lowers_the_reliance_on_a_confounder_without_costin
     smooth-L1 + PLCC loss the effect is much weaker; docs/results.md "The corrected loss" gives the numbers, and
     the claims table tests the run's own loss.)"""
     from qfm_iqm.method.diagnostics import nuisance_experiment
-    from qfm_iqm.pipeline.config import load_config_file
+    from qfm_iqm.settings import load_config_file
 
     matching = load_config_file(REPO / "config/config.yaml")["student"]["matching"]
     runs = [nuisance_experiment(seed, head, matching, regime="confounded") for seed in range(10)]

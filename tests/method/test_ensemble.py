@@ -11,7 +11,7 @@ from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.ensemble import SeedEnsemble
 from qfm_iqm.method.train import fit, fit_seeds, predict
-from qfm_iqm.pipeline.config import loss_settings
+from qfm_iqm.settings import loss_settings
 
 
 def _data(n: int = 24) -> tuple[FeatureSet, np.ndarray]:

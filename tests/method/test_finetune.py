@@ -32,7 +32,7 @@ from qfm_iqm.method.finetune import (
 )
 from qfm_iqm.method.heads import DecoderHead
 from qfm_iqm.method.train import new_totals, optimise
-from qfm_iqm.pipeline.config import load_config_file, validate
+from qfm_iqm.settings import load_config_file, validate
 
 BACKBONE = "tf_efficientnet_lite0"
 TIMING = ["seconds", "data_wait"]  # per-epoch log columns that measure time, not the model

@@ -16,7 +16,7 @@ from qfm_iqm.data.registry import KINDS, PUBLISHED, check_options
 from qfm_iqm.method.heads import HEADS
 from qfm_iqm.method.pairs import STRATEGIES
 from qfm_iqm.method.train import LOSSES
-from qfm_iqm.pipeline.config import (
+from qfm_iqm.settings import (
     WARMUP_STEP_KEYS,
     ConfigError,
     check_cross_dataset,
@@ -32,7 +32,7 @@ from qfm_iqm.pipeline.config import (
     validate,
 )
 
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SCHEMA = REPO / "src/qfm_iqm/config.schema.yaml"
 
 
 def _default() -> dict:
@@ -286,7 +286,7 @@ def _restated(root: Path) -> dict[tuple[str, Any], list[str]]:
     or a number other than 0 and 1; booleans and null are too common) as a default or assignment: ``= "fp32"``,
     ``heads: int = 4``, ``.get("precision", "fp32")``, ``setdefault(..., "fp32")``."""
     hits: dict[tuple[str, Any], list[str]] = {}
-    for name, value in _schema_defaults(yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())):
+    for name, value in _schema_defaults(yaml.safe_load((root / "src/qfm_iqm/config.schema.yaml").read_text())):
         if isinstance(value, str):
             literal = f"[\"']{re.escape(value)}[\"']"
             patterns = [rf"(?<![=!<>])=\s*{literal}", rf"\.get\([^()]*,\s*{literal}\s*\)",
@@ -298,7 +298,7 @@ def _restated(root: Path) -> dict[tuple[str, Any], list[str]]:
             continue
         files = [*sorted((root / "src/qfm_iqm").rglob("*.py")), *sorted((root / "workflow/rules").glob("*.smk"))]
         for path in files:
-            if path == root / "src/qfm_iqm/pipeline/config.py":  # reads the defaults from the schema
+            if path == root / "src/qfm_iqm/settings.py":  # reads the defaults from the schema
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if any(re.search(p, line) for p in patterns):
@@ -320,7 +320,7 @@ def test_the_feature_recipe_defaults_are_the_schemas_and_keep_old_cache_paths() 
 
     from qfm_iqm.features.cache import crops_tag
     from qfm_iqm.features.extract import CropRecipe
-    from qfm_iqm.pipeline.config import schema_default
+    from qfm_iqm.settings import schema_default
 
     recipe = CropRecipe(n=1, size=32)
     for field in dataclasses.fields(CropRecipe):
@@ -334,7 +334,7 @@ def test_the_feature_recipe_defaults_are_the_schemas_and_keep_old_cache_paths() 
 
 
 def test_a_native_input_is_refused_for_decoders_and_fine_tuning_and_stages_for_fine_tuning() -> None:
-    from qfm_iqm.pipeline.config import ConfigError, check_feature_recipe
+    from qfm_iqm.settings import ConfigError, check_feature_recipe
 
     config = {"crops": {"input": "native", "global_view": False, "stages": "all", "pooling": "mean_std"}, "teacher": {"arch": {"head": "mlp"}}}
     check_feature_recipe(config, {"full": {"arch": {"head": "mlp"}}})

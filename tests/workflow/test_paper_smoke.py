@@ -18,7 +18,7 @@ from workflow_helpers import scheduled_jobs, snakemake, write_config
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.method import finetune
-from qfm_iqm.pipeline.config import finetuned_variants, merged
+from qfm_iqm.settings import finetuned_variants, merged
 
 pytestmark = pytest.mark.slow  # runs the paper's DAG: about 3 minutes on 2 cores
 FINETUNED = ["finetune", "finetune_baseline", "finetune_gate", "finetune_matching", "finetune_distillation"]

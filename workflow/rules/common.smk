@@ -9,17 +9,16 @@ from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.features.cache import cache_dir, crops_tag
 from qfm_iqm.pipeline.provenance import requested_devices
-from qfm_iqm.pipeline.config import (active_settings, check_cross_dataset, check_feature_recipe, check_splits,
-                                     finetune_training, finetuned_name, finetuned_reference, finetuned_variants, matching_on,
-                                     load_config_file, resolve_variants, resolve_weights, split_finetuned, split_variants,
-                                     validate)
+from qfm_iqm.settings import (SCHEMA, active_settings, check_cross_dataset, check_feature_recipe, check_splits,
+                              finetune_training, finetuned_name, finetuned_reference, finetuned_variants, matching_on,
+                              load_config_file, resolve_variants, resolve_weights, split_finetuned, split_variants,
+                              validate)
 from qfm_iqm.method.memory import WITH_POOL, uses_pool
 
 
-SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 for _file in workflow.configfiles:
     load_config_file(_file)  # Snakemake keeps the last of a key repeated in one section; this names both lines
-validate(config, SCHEMA)  # also fills in the schema's defaults of the keys the config leaves out
+validate(config, SCHEMA)  # the package's schema; also fills in the schema's defaults of the keys the config leaves out
 
 SCRIPT = "../scripts/run_stage.py"
 ENV = "../envs/qfm-iqm.yaml"  # every job's software under --sdm conda

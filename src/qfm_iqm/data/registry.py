@@ -19,7 +19,7 @@ from qfm_iqm.data.labels import prepare_labels
 from qfm_iqm.data.resize import resize_images
 from qfm_iqm.data.sources import DatasetSource
 from qfm_iqm.io import write_csv
-from qfm_iqm.pipeline.config import ConfigError
+from qfm_iqm.settings import ConfigError
 
 
 @dataclass(frozen=True)

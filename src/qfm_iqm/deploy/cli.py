@@ -20,13 +20,14 @@ from qfm_iqm import __version__
 from qfm_iqm.deploy.listing import expand
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, check_writable, write_csv, write_json
-from qfm_iqm.pipeline.config import SCHEMA, ConfigError, load_config_file, merged, validate
+from qfm_iqm.settings import ConfigError, load_config_file, merged, validate
 
 EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FORMATS = {".csv": "csv", ".json": "json"}
 STDOUT = "-"
 RECOVERY = "qfm-iqm-scores.csv"  # the stem and suffix of the recovery file for stdout, in the working folder
 COLUMNS = ["path", "score", "quality", "model", "error"]
+BASE_CONFIG = Path("config/config.yaml")  # the workflow's base config, in a checkout
 DECIMALS = 4  # a model's scores differ by more than 1e-4 between runs on different machines
 
 
@@ -219,15 +220,20 @@ def _list() -> int:
 
 
 def _check_config(files: list[str]) -> int:
-    """Each file's YAML, keys repeated in a section included; then, in a checkout, the settings of the files on top
-    of the workflow's config/config.yaml against its schema, as Snakemake would read them."""
+    """Each file's YAML, keys repeated in a section included; then the settings of the files on top of the
+    workflow's ``config/config.yaml`` (beside the first file, or in the working folder) against the schema, as
+    Snakemake would read them."""
     configs = [load_config_file(file) for file in files]
     for file in files:
         print(f"qfm-iqm: {file}: valid YAML", file=sys.stderr)
-    if SCHEMA.is_file():
-        base = SCHEMA.parents[2] / "config" / "config.yaml"
-        validate(functools.reduce(merged, configs, load_config_file(base)))
-        print(f"qfm-iqm: the settings of {' '.join(files)} on top of {base} are valid", file=sys.stderr)
+    bases = [Path(files[0]).parent / BASE_CONFIG.name, BASE_CONFIG]
+    base = next((path for path in bases if path.is_file()), None)
+    if base is None:
+        print(f"qfm-iqm: no {BASE_CONFIG} beside {files[0]} or here: the settings were not checked against the "
+              "schema (run it in a checkout)", file=sys.stderr)
+        return EXIT_OK
+    validate(functools.reduce(merged, configs, load_config_file(base)))
+    print(f"qfm-iqm: the settings of {' '.join(files)} on top of {base} are valid", file=sys.stderr)
     return EXIT_OK
 
 

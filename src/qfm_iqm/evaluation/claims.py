@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from qfm_iqm.evaluation import evaluate
-from qfm_iqm.pipeline.config import finetuned_name
+from qfm_iqm.settings import finetuned_name
 
 COLUMNS = ["block", "claim", "comparison", "measure", "splits", "effect", "ci_low", "ci_high", "confidence", "test",
            "p", "p_holm", "mde", "claimed", "verdict"]

@@ -22,7 +22,7 @@ from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.features.loader import DataWait, default_workers, prepared_batches
 from qfm_iqm.features.precision import autocast
 from qfm_iqm.io import InputError, read_rgb
-from qfm_iqm.pipeline.config import schema_default
+from qfm_iqm.settings import schema_default
 
 log = logging.getLogger(__name__)
 

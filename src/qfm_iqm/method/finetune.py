@@ -50,7 +50,7 @@ from qfm_iqm.method.train import (
     seed_everything,
     warmup_step,
 )
-from qfm_iqm.pipeline.config import WARMUP_STEP_KEYS, finetune_training, loss_settings, schema_default
+from qfm_iqm.settings import WARMUP_STEP_KEYS, finetune_training, loss_settings, schema_default
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ RECIPE_KEYS = ("schedule", *WARMUP_STEP_KEYS, "clip_grad_norm", "decay_exemption
 
 
 def student_config(student: dict, finetune: dict, crop: int, partial: dict | None = None) -> FinetuneConfig:
-    """The fine-tune settings of a student config: its loss settings (``qfm_iqm.pipeline.config.loss_settings``),
+    """The fine-tune settings of a student config: its loss settings (``qfm_iqm.settings.loss_settings``),
     then the config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size``
     and ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
     own = {"lr" if k == "lr_head" else k: v for k, v in finetune_training(finetune).items()}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.method import pairs
-from qfm_iqm.pipeline.config import matching_on
+from qfm_iqm.settings import matching_on
 
 POOL_PREFIX = "pool/"
 WITH_POOL = "train_pool"  # the `student.matching.memory` whose bank holds the teacher-labelled pool

@@ -32,7 +32,7 @@ from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.features.precision import autocast
 from qfm_iqm.method.ensemble import SeedEnsemble
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.pipeline.config import schema_default
+from qfm_iqm.settings import schema_default
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class TrainConfig:
     adv_weight: float = 0.0
     sens_weight: float = 0.0
     # Optional config keys (``SCHEMA_KEYS``): None takes the schema's default
-    # (``qfm_iqm.pipeline.config.schema_default``).
+    # (``qfm_iqm.settings.schema_default``).
     noise_form: str | None = None  # "add": z + eps z_partner (the paper); "mix": the convex, label-preserving mix
     sens_target: str | None = None  # L_sens against pred(clean): "symmetric" (gradients through both) or "detached"
     partner_draw: str | None = None  # with several partners per image: "mean" of them, or "sample" one per step

@@ -14,7 +14,7 @@ from typing import Any
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, write_json
 from qfm_iqm.pipeline import digests, provenance
-from qfm_iqm.pipeline.config import ConfigError
+from qfm_iqm.settings import ConfigError
 from qfm_iqm.pipeline.stages import STAGES
 
 

@@ -13,7 +13,7 @@ from qfm_iqm.data import splits
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.cache import FeatureSet, reads_activations
 from qfm_iqm.method.memory import StudentMemory, student_memory
-from qfm_iqm.pipeline.config import resolve_weights
+from qfm_iqm.settings import resolve_weights
 
 
 def split_part(meta: str, table: str | None, split: int | str, part: str) -> pd.DataFrame:

@@ -1,5 +1,7 @@
-"""Config validation against the workflow's JSON schema, with errors that name the key, and the schema's
-defaults: the one place a setting's default is written (``default:``), filled into a config once it is valid."""
+"""The settings, on the package's ground floor (it imports nothing from ``qfm_iqm``): config files read strictly,
+validated against the JSON schema that ships inside the package (``config.schema.yaml``, which the workflow validates
+against too), with errors that name the key, and the schema's defaults: the one place a setting's default is written
+(``default:``), filled into a config once it is valid and read by library code with ``schema_default``."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ import functools
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"  # in a checkout
+SCHEMA = Path(str(resources.files(__package__) / "config.schema.yaml"))  # package data: no checkout needed
 
 
 class ConfigError(ValueError):
@@ -66,11 +69,7 @@ def _key(path: Any) -> str:
 
 @functools.cache
 def _load_schema(path: str) -> dict:
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"the config schema {path} is not here (it comes with a checkout of the repository, "
-                          "not with the package): pass the setting explicitly") from None
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
 def _resolve(schema: dict, node: Any) -> Any:
