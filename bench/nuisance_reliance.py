@@ -43,7 +43,7 @@ def main() -> None:
             for loss in args.losses]
     for regime, head, form, target, loss in runs:
         for seed in range(args.seeds):
-            r = nuisance_experiment(seed, head, {**matching, "noise_form": form, "sens_target": target}, regime, loss)
+            r = nuisance_experiment(seed, head, {**matching, "noise_form": form, "sens_target": target}, loss, regime)
             rows.append({"regime": regime, "head": head, "noise_form": form, "sens_target": target, "loss": loss,
                          "seed": seed,
                          "reliance_baseline": r["baseline"]["reliance"], "reliance_matching": r["matching"]["reliance"],

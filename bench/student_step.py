@@ -19,19 +19,24 @@ import torch
 from qfm_iqm.features.precision import PRECISIONS
 from qfm_iqm.method import train
 from qfm_iqm.method.model import QualityModel
+from qfm_iqm.settings import load_config_file, schema_default
+
+STUDENT = load_config_file("config/config.yaml")["student"]  # its loss and noise strength (run from the checkout)
 
 CONFIGS = {
     "clean only (baseline)": {},
-    "+ matching (L_adv, L_sens)": {"adv_weight": 1.0, "sens_weight": 0.5},
+    "+ matching (L_adv, L_sens)": {"adv_weight": 1.0, "sens_weight": 0.5, "eps": STUDENT["matching"]["eps"]},
     "+ distillation (L_kd)": {"kd_weight": 1.0},
-    "full (matching + distillation)": {"adv_weight": 1.0, "sens_weight": 0.5, "kd_weight": 1.0},
+    "full (matching + distillation)": {"adv_weight": 1.0, "sens_weight": 0.5, "kd_weight": 1.0,
+                                       "eps": STUDENT["matching"]["eps"]},
 }
 
 
 def step_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options every step bench takes: ``--threads``, ``--precision``, ``--profile``."""
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow gives a student 1)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS),
+                        default=schema_default("student.train.precision"))
     parser.add_argument("--profile", action="store_true", help="profile one epoch of the full student")
     return parser
 
@@ -54,11 +59,12 @@ def main() -> None:
     steps = -(-args.images * args.crops // args.batch_size)
     print(f"{args.images} images x {args.crops} crops x {args.dim} dims, batch {args.batch_size}, "
           f"{steps} steps/epoch, {args.threads} thread(s), {args.precision}")
-    warm_up = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size)
+    warm_up = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size,
+                                loss=STUDENT["train"]["loss"])
     train.train(QualityModel(args.dim, head="mlp", hidden=512, gate=True), x[:256], y[:256], warm_up)
     for name, extra in CONFIGS.items():
         cfg = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size,
-                                loss="smooth_l1_plcc", precision=args.precision, **extra)
+                                loss=STUDENT["train"]["loss"], precision=args.precision, **extra)
         model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True)
         started = time.perf_counter()
         train.train(model, x, y, cfg, x_pool=x_pool, y_pool=y_pool, partners=partners)

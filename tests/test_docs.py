@@ -88,3 +88,11 @@ def test_the_readmes_paper_table_quotes_the_resolved_configuration() -> None:
         for part in key.split("."):
             value = value[part]
         assert value == yaml.safe_load(text), f"README says `{key}: {text}`, the resolved configuration {value!r}"
+
+
+def test_the_stage_table_lists_every_rule() -> None:
+    rules = {m for path in [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")]
+             for m in re.findall(r"^rule (\w+):", path.read_text(), re.M)}
+    method = (DOCS / "method.md").read_text()
+    table = method[method.index("## The stages"):method.index("## The method as built")]
+    assert rules and not {r for r in rules if f"`{r}`" not in table}, "rules missing from docs/method.md's stage table"

@@ -43,7 +43,7 @@ def test_the_sensitivity_probe_of_an_ensemble_is_that_of_its_mean_prediction() -
     feats, y = _data()
     ensemble, _ = fit_seeds(TINY_STUDENT["arch"], feats, y, loss_settings(TINY_STUDENT), seeds=2)
     partners = np.roll(np.arange(len(y)), 1)
-    result = sensitivity(ensemble, feats.features, y, partners, 0.3, 0.2)
+    result = sensitivity(ensemble, feats.features, y, partners, 0.3, 0.2, None, "add")
     x = torch.from_numpy(feats.features)
     with torch.inference_mode():
         clean = torch.stack([m(x) for m in ensemble.members]).mean(0).mean(1)

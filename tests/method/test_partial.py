@@ -96,8 +96,8 @@ def test_partial_fine_tune_trains_the_top_and_round_trips(backbone: torch.nn.Mod
     assert groups[-1]["lr"] == pytest.approx(1e-4) and len(groups[-1]["params"]) == len(list(model.top.parameters()))
     start = [p.detach().clone() for p in model.top.parameters()]
     y = np.linspace(0.1, 0.9, 8)
-    cfg = train.TrainConfig(epochs=2, lr=1e-3, weight_decay=0.1, batch_size=4, adv_weight=1.0, sens_weight=0.5,
-                            noise_form="add", crops_per_epoch=1)
+    cfg = train.TrainConfig(epochs=2, lr=1e-3, weight_decay=0.1, batch_size=4, loss="smooth_l1", adv_weight=1.0,
+                            sens_weight=0.5, eps=0.3, noise_form="add", crops_per_epoch=1)
     history = train.train(model, feats.features, y, cfg, partners=np.arange(8)[::-1].copy())
     assert history["loss_sens"].gt(0).all()
     assert any(not torch.equal(a, b) for a, b in zip(start, model.top.parameters(), strict=True))
@@ -122,7 +122,7 @@ def test_the_sweep_encodes_a_decoder_models_input_once_and_matches_each_point(ba
     assert calls == [8] and len(table) == 4
     model.encode = encode
     partners = matched_partners(feats.image_id, score, semantic, 0.3, 2)
-    alone = sensitivity(model, feats.features, score, partners, 0.5, 0.2)
+    alone = sensitivity(model, feats.features, score, partners, 0.5, 0.2, None, "add")
     row = table[(table["tau"] == 0.3) & (table["eps"] == 0.5)].iloc[0]
     assert row["mean_abs_shift"] == pytest.approx(alone["mean_abs_shift"], rel=1e-5) and alone["mean_abs_shift"] > 0
 
@@ -156,8 +156,8 @@ def test_bf16_partial_fine_tune_stays_within_tolerance_of_fp32(backbone: torch.n
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL)
-        cfg = train.TrainConfig(epochs=3, lr=1e-3, weight_decay=0.1, batch_size=8, adv_weight=1.0, sens_weight=0.5,
-                                kd_weight=1.0, noise_form="add", precision=precision)
+        cfg = train.TrainConfig(epochs=3, lr=1e-3, weight_decay=0.1, batch_size=8, loss="smooth_l1", adv_weight=1.0,
+                                sens_weight=0.5, eps=0.3, kd_weight=1.0, noise_form="add", precision=precision)
         train.train(model, feats.features, y, cfg, x_pool=feats.features[::-1].copy(), y_pool=np.full((12, 2), 0.5),
                     partners=np.arange(12)[::-1].copy())
         preds[precision] = train.predict_crops(model, feats.features).ravel()

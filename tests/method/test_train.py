@@ -15,7 +15,7 @@ from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.model import QualityModel
 
 CFG = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.0, batch_size=8, loss="smooth_l1", seed=0, noise_form="add")
-MATCH = {"adv_weight": 1.0, "sens_weight": 0.5}
+MATCH = {"adv_weight": 1.0, "sens_weight": 0.5, "eps": 0.3}
 
 
 class Spy(QualityModel):
@@ -181,8 +181,7 @@ def test_bf16_training_stays_within_tolerance_of_fp32() -> None:
     partners = np.random.default_rng(0).integers(0, len(x), len(x))
     preds = {}
     for precision in ("fp32", "bf16"):
-        cfg = train.TrainConfig(**{**TOY_CFG.__dict__, "precision": precision, "epochs": 10, "kd_weight": 1.0,
-                                   "adv_weight": 1.0, "sens_weight": 0.5})
+        cfg = train.TrainConfig(**{**TOY_CFG.__dict__, "precision": precision, "epochs": 10, "kd_weight": 1.0, **MATCH})
         torch.manual_seed(0)
         model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.1, "gate": True})
         train.train(model, x, y, cfg, x_pool=xp, y_pool=np.full(xp.shape[:2], 0.5), partners=partners)
@@ -199,3 +198,9 @@ def test_crops_per_epoch_draws_that_many_crops_of_every_image() -> None:
     picks = train.epoch_samples(images=6, crops=5, per_epoch=2, gen=gen)
     assert len(picks) == 12 and sorted((picks // 5).tolist()) == sorted(list(range(6)) * 2)
     assert sorted(train.epoch_samples(6, 5, 0, gen).tolist()) == list(range(30))
+
+
+def test_matching_without_its_strength_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"needs its strength eps \(student.matching.eps\)"):
+        train.TrainConfig(**{**CFG.__dict__, "eps": None, "adv_weight": 1.0})
+    assert train.TrainConfig(**{**CFG.__dict__, "eps": None}).eps is None  # matching off: no strength needed

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +298,8 @@ def _restated(root: Path) -> dict[tuple[str, Any], list[str]]:
                         rf"\.get\(\s*[\"']{name}[\"']\s*,\s*{value}\s*\)"]
         else:
             continue
-        files = [*sorted((root / "src/qfm_iqm").rglob("*.py")), *sorted((root / "workflow/rules").glob("*.smk"))]
+        files = [*sorted((root / "src/qfm_iqm").rglob("*.py")), *sorted((root / "workflow/rules").glob("*.smk")),
+                 *sorted((root / "bench").glob("*.py"))]
         for path in files:
             if path == root / "src/qfm_iqm/settings.py":  # reads the defaults from the schema
                 continue
@@ -346,3 +349,48 @@ def test_a_native_input_is_refused_for_decoders_and_fine_tuning_and_stages_for_f
     check_feature_recipe(config, {"full": {"arch": {"head": "decoder"}}})
     with pytest.raises(ConfigError, match="crops.stages"):
         check_feature_recipe(config, {}, ["finetune"])
+
+
+# Each config file and the files it is given after (config/README.md): a key it sets to the value it would have
+# anyway, the schema's default, is a default written twice.
+CONFIG_CHAINS = {"config.yaml": [], "livec.yaml": ["config.yaml"], "livec_decoder.yaml": ["config.yaml", "livec.yaml"],
+                 "livec_global.yaml": ["config.yaml", "livec.yaml"], "cross.yaml": ["config.yaml", "livec.yaml"],
+                 "paper.yaml": ["config.yaml"]}
+
+
+def _leaves(node: dict, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+CONFIG_ALLOWED = {  # (file, key): why it may state the schema's default
+    **{("livec_decoder.yaml", f"student.arch.{key}"): "DEIQT's decoder spelt out (its heads, depth and query are the "
+       "schema's defaults too); leaving them out would reorder the params text Snakemake compares and rerun the "
+       "decoder runs" for key in ("heads", "depth", "query")},
+    ("paper.yaml", "finetune.arch.depth"): "the paper's decoder spelt out, as in livec_decoder.yaml",
+}
+
+
+def test_no_config_file_restates_a_schema_default() -> None:
+    from qfm_iqm.settings import load_config_file, merged, schema_default
+
+    config = REPO / "config"
+    assert set(CONFIG_CHAINS) == {p.name for p in config.glob("*.yaml")} - {"datasets.lock.yaml"}, "new config file?"
+    restated = []
+    for name, chain in CONFIG_CHAINS.items():
+        base = {}
+        if chain:
+            base = functools.reduce(merged, [load_config_file(config / c) for c in chain])
+            validate(base, SCHEMA)  # with the schema's defaults filled in
+        for path, value in _leaves(load_config_file(config / name)):
+            try:
+                default = schema_default(".".join(path))
+            except KeyError:
+                continue  # no default: required, or inside a map of names (datasets, variants)
+            given = functools.reduce(lambda node, key: node.get(key, {}), path[:-1], base).get(path[-1], default)
+            if value == default == given and (name, ".".join(path)) not in CONFIG_ALLOWED:
+                restated.append(f"config/{name}: {'.'.join(path)}: {value!r}")
+    assert not restated, "keys set to the schema's default (leave them out, or say so in a comment): " + str(restated)

@@ -32,6 +32,9 @@ from qfm_iqm.io import InputError, atomic_path, sha256sum, write_json, write_tex
 log = logging.getLogger(__name__)
 
 FORMAT = "qfm-iqm-bundle/1"
+# How bundles exported before the settings recorded these keys were trained (a fact about old files, not a default):
+# the stop-gradient L_sens and the paper's additive noise. A bundle records every key of its settings now.
+TRAINED_BEFORE = {"sens_target": "detached", "noise_form": "add"}
 CONTENT_SHA256 = "content_sha256"  # the key of bundle.json's own digest
 MODEL, INFO, CARD, NOTICE, BACKBONE = "model.pt", "bundle.json", "MODEL.md", "NOTICE.txt", "backbone.pth"
 SHIPPED = "qfm_iqm.models"  # the package folder of the bundles that ship with qfm-iqm, one folder per name
@@ -266,10 +269,10 @@ def model_card(info: dict) -> str:
     files = "\n".join(f"| {name} | `{digest}` |" for name, digest in info["files"].items())
     prov = info["provenance"]
     cite = f"\n\nCite the dataset: {data['citation']}." if data.get("citation") else ""
-    m = student["matching"]  # bundles from before sens_target existed were trained with the stop-gradient form
+    m = {**TRAINED_BEFORE, **student["matching"]}
     target = {"symmetric": "with gradients through both predictions",
-              "detached": "with the clean prediction under stop-gradient"}[m.get("sens_target", "detached")]
-    noise = {"add": "z + eps z_partner, the paper's", "mix": "(1 - eps) z + eps z_partner"}[m.get("noise_form", "add")]
+              "detached": "with the clean prediction under stop-gradient"}[m["sens_target"]]
+    noise = {"add": "z + eps z_partner, the paper's", "mix": "(1 - eps) z + eps z_partner"}[m["noise_form"]]
     loss = (f"Semantic noise: {noise} (eps {m['eps']}); L_adv weight {m['adv_weight']}, L_sens = |pred(noisy) - "
             f"pred(clean)| {target}, weight {m['sens_weight']}." if m.get("adv_weight") or m.get("sens_weight")
             else "Semantic-noise matching off.")

@@ -59,7 +59,7 @@ def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureS
     the noise the model's student trained with (``noise["training"]``: model name -> its eps and form; models
     without an entry get the additive probe only).
     """
-    from qfm_iqm.evaluation.sensitivity import encode, matched_partners, sensitivity
+    from qfm_iqm.evaluation.sensitivity import ADDITIVE, encode, matched_partners, sensitivity
     from qfm_iqm.method.train import predict
 
     y = rows["score"].to_numpy()
@@ -72,7 +72,7 @@ def split_evaluation(split: int, train_rows: pd.DataFrame, train_feats: FeatureS
         x = model_input(model, feats, activations)
         preds[name] = predict(model, x)
         feats_in = encode(model, x)
-        probes = {"additive": (noise["eps"], "add")}
+        probes = {"additive": (noise["eps"], ADDITIVE)}
         if name in noise.get("training", {}):
             probes["training"] = (noise["training"][name]["eps"], noise["training"][name]["form"])
         sens += [{"model": name, "probe": probe, **sensitivity(model, x, y, partners, eps, noise["large_gap"], feats_in,

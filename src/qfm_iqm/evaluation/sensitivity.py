@@ -19,6 +19,8 @@ from scipy import stats
 from qfm_iqm.method import pairs
 from qfm_iqm.method.model import QualityModel
 
+ADDITIVE = "add"  # the paper's probe: z + eps z_partner, whatever form a model was trained with
+
 
 @torch.inference_mode()
 def encode(model: QualityModel, x: np.ndarray) -> torch.Tensor:
@@ -30,7 +32,7 @@ def encode(model: QualityModel, x: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def sensitivity(model: QualityModel, x: np.ndarray | None, score: np.ndarray, partners: np.ndarray, eps: float,
-                large_gap: float, feats: torch.Tensor | None = None, form: str = "add") -> dict[str, float | str]:
+                large_gap: float, feats: torch.Tensor | None, form: str) -> dict[str, float | str]:
     """Prediction shift under matched semantic noise of strength ``eps`` and ``form`` (``QualityModel.score``: "add",
     the paper's superposition, or "mix") and the observation statistic, for one model.
 
@@ -60,14 +62,14 @@ def matched_partners(ids: np.ndarray, score: np.ndarray, semantic: np.ndarray, t
 
 def sweep(models: dict[str, QualityModel], x: dict[str, np.ndarray], score: np.ndarray, ids: np.ndarray,
           semantic: np.ndarray, taus: list[float], epss: list[float], k_fallback: int, large_gap: float) -> pd.DataFrame:
-    """``sensitivity`` of every model (on its own input ``x[name]``) for every (tau, eps): partners mined
-    once per tau, each model's input encoded once."""
+    """``sensitivity`` of every model (on its own input ``x[name]``) to the paper's probe (``ADDITIVE``) for every
+    (tau, eps): partners mined once per tau, each model's input encoded once."""
     partners = {tau: matched_partners(ids, score, semantic, tau, k_fallback) for tau in taus}
     rows = {}
     for name, model in models.items():  # one model's encoded inputs in memory at a time
         feats = encode(model, x[name])
         rows.update({(tau, name, eps): {"model": name, "tau": tau, **sensitivity(model, x[name], score, partners[tau],
-                                                                                  eps, large_gap, feats)}
+                                                                                  eps, large_gap, feats, ADDITIVE)}
                      for tau in taus for eps in epss})
     return pd.DataFrame([rows[(tau, name, eps)] for tau in taus for name in models for eps in epss])
 

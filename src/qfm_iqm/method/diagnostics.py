@@ -93,8 +93,7 @@ def nuisance_reliance(model: QualityModel, x: np.ndarray, quality_channels: int,
 LOSS_KEYS = ("eps", "adv_weight", "sens_weight", "noise_form", "sens_target")
 
 
-def nuisance_experiment(seed: int, head: str, matching: dict, regime: str = "nuisance", loss: str = "smooth_l1",
-                        epochs: int = 30) -> dict[str, dict]:
+def nuisance_experiment(seed: int, head: str, matching: dict, loss: str, regime: str = "nuisance") -> dict[str, dict]:
     """Baseline and matching students on one synthetic draw of ``regime``: model -> {reliance, srcc} on the test
     images. ``matching`` holds the semantic-noise settings (``LOSS_KEYS`` of a ``student.matching`` config; others
     are ignored). Each model is initialised from ``seed``, whatever ran before."""
@@ -109,7 +108,7 @@ def nuisance_experiment(seed: int, head: str, matching: dict, regime: str = "nui
                   "mlp_ratio": 2} if head == "decoder" else {}
         torch.manual_seed(seed)
         model = QualityModel(x.shape[-1], head=head, hidden=16, dropout=0.0, **tokens)
-        cfg = train.TrainConfig(epochs=epochs, lr=3e-3, weight_decay=0.0, batch_size=32, loss=loss, seed=seed,
+        cfg = train.TrainConfig(epochs=30, lr=3e-3, weight_decay=0.0, batch_size=32, loss=loss, seed=seed,
                                 **settings)
         train.train(model, x, y, cfg, partners=farthest_matched(y, content) if settings else None)
         pred = train.predict(model, x_test)

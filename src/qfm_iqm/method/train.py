@@ -62,10 +62,10 @@ class TrainConfig:
     lr: float
     weight_decay: float
     batch_size: int
-    loss: str = "smooth_l1"
-    kd_weight: float = 0.0
+    loss: str
+    kd_weight: float = 0.0  # 0: a component off (the ablation's baseline turns them off so)
     seed: int = 0
-    eps: float = 0.3
+    eps: float | None = None  # the semantic noise's strength: needed when adv_weight or sens_weight is on
     adv_weight: float = 0.0
     sens_weight: float = 0.0
     # Optional config keys (``SCHEMA_KEYS``): None takes the schema's default
@@ -77,6 +77,9 @@ class TrainConfig:
     precision: str | None = None  # "bf16": forward passes under bfloat16 autocast (weights and optimiser stay fp32)
 
     def __post_init__(self) -> None:
+        if (self.adv_weight or self.sens_weight) and self.eps is None:
+            raise ValueError("semantic-noise matching (adv_weight or sens_weight) needs its strength eps "
+                             "(student.matching.eps)")
         for name, key in SCHEMA_KEYS.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, schema_default(key))
@@ -191,7 +194,7 @@ def warmup_step(groups: list[dict], steps_per_epoch: int, warmup_epochs: int, wa
 
 
 def clean_and_noisy(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, eps: float,
-                    form: str = "add") -> tuple[torch.Tensor, torch.Tensor]:
+                    form: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Predictions without and with the semantic noise (partner inputs ``noise``, encoded without
     gradient), from one encoding of ``x`` and under the same dropout masks: the random state is
     rewound between the two passes."""
