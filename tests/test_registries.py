@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import imported_modules
 
 from qfm_iqm.registry import Registry, UnknownName
 
@@ -42,3 +43,7 @@ def test_an_unknown_name_lists_the_known_ones() -> None:
         _heads()["decoder"]
     assert isinstance(err.value, KeyError)
     assert str(err.value) == "unknown head 'decoder'; known: ['linear', 'mlp']"
+
+
+def test_the_registry_imports_nothing_from_the_package() -> None:
+    assert {m for m in imported_modules("qfm_iqm.registry") if m.startswith("qfm_iqm")} == {"qfm_iqm", "qfm_iqm.registry"}

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, imported_modules
 
 from qfm_iqm.pipeline.runner import run_stage
 from qfm_iqm.pipeline.stages import STAGES
@@ -32,6 +32,12 @@ def test_every_scripted_rule_has_its_stage_in_its_rule_files_module() -> None:
     assert sorted(rules) == STAGES.names()  # and no stage without a rule
     for rule, module in rules.items():
         assert STAGES[rule].__module__ == f"qfm_iqm.pipeline.stages.{module}", rule
+
+
+def test_a_job_imports_its_rules_stage_without_the_heavy_libraries() -> None:
+    """Every job is a fresh process: torch, timm, scikit-learn ... are imported by the stages that need them."""
+    heavy = imported_modules("qfm_iqm.pipeline.runner") & {"torch", "timm", "matplotlib", "sklearn", "skimage"}
+    assert not heavy, heavy
 
 
 def test_an_unknown_rule_stops_with_the_registrys_message(tmp_path: Path) -> None:
