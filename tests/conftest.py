@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,12 @@ def write_image(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return path
+
+
+def imported_modules(module: str) -> set[str]:
+    """The modules a fresh interpreter holds after importing ``module``."""
+    code = f"import sys, {module}; print(*sys.modules)"
+    return set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split())
 
 
 def photo_array(seed: int = 5, size: tuple[int, int] = (96, 72)) -> np.ndarray:

@@ -21,6 +21,7 @@ import pytest
 from dataset_fixtures import KINDS, KONIQ_SPLIT, iqa_table, make_fixture
 from scipy.io import loadmat, savemat
 
+from qfm_iqm.data import registry
 from qfm_iqm.data.meta import META_COLUMNS
 from qfm_iqm.io import InputError
 
@@ -84,6 +85,16 @@ def prepare_any(kind: str, root: Path) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------ official sources
+
+def test_every_dataset_kind_is_registered_once_with_its_preparer_and_source() -> None:
+    assert registry.KINDS.names() == sorted(["labels", "livec", *KINDS])
+    assert registry.PUBLISHED == ["livec", *KINDS] and registry.KINDS["labels"].source is None
+    for kind in KINDS:
+        assert registry.KINDS[kind].prepare is getattr(MODULES[kind], f"prepare_{kind}")
+        assert registry.KINDS[kind].source is MODULES[kind].SOURCE
+    with pytest.raises(KeyError, match=r"^unknown dataset kind 'koniq'; known: \['csiq', 'kadid10k', "):
+        registry.prepare("koniq", "meta.csv")
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_source_records_the_official_release(kind: str, tmp_path: Path) -> None:

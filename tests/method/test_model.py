@@ -21,6 +21,14 @@ def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None
         assert not torch.allclose(model(x, noise=partner, eps=0.3), model(x))
 
 
+def test_the_heads_are_registered_once_and_an_unknown_head_lists_them() -> None:
+    assert HEADS.names() == ["decoder", "linear", "mlp"]
+    with pytest.raises(KeyError, match=r"^unknown head 'transformer'; known: \['decoder', 'linear', 'mlp'\]$"):
+        QualityModel(6, head="transformer")
+    with pytest.raises(ValueError, match="head 'mlp' is already registered"):
+        HEADS.register("mlp")(torch.nn.Identity)
+
+
 def test_a_head_takes_its_own_keys_and_checkpoints_that_recorded_every_key_still_load(tmp_path) -> None:
     with pytest.raises(TypeError, match="heads"):
         QualityModel(6, head="mlp", heads=4)  # the decoder's key: an error, not swallowed

@@ -39,7 +39,7 @@ def test_memory_bank_with_pool_and_the_ablation_strategies() -> None:
     assert draws == {"b", "c", "p0", "p2"}  # every quality-matched candidate, never p1 or a itself
     matrix = pairs.partner_matrix(top, ids, bank_id)
     assert matrix.shape == (3, 2) and bank_id[matrix[0]].tolist() == ["p0", "p2"]
-    with pytest.raises(KeyError, match="unknown partner strategy"):
+    with pytest.raises(KeyError, match=r"^unknown partner strategy 'nearest'; known: \['farthest', 'random', 'topk_mean'\]$"):
         pairs.mine_pairs(*args, strategy="nearest")
 
 

@@ -1,4 +1,4 @@
-"""Dataset kinds: one per dataset format, each with its preparer and official source.
+"""Dataset kinds (the registry ``KINDS``): one per dataset format, each with its preparer and official source.
 
 Every preparer reads a dataset's official layout and returns the uniform meta table
 (``qfm_iqm.data.meta.META_COLUMNS``, plus ``official_part`` where the dataset defines an official split).
@@ -19,6 +19,7 @@ from qfm_iqm.data.labels import prepare_labels
 from qfm_iqm.data.resize import resize_images
 from qfm_iqm.data.sources import DatasetSource
 from qfm_iqm.io import write_csv
+from qfm_iqm.registry import Registry
 from qfm_iqm.settings import ConfigError
 
 
@@ -37,10 +38,10 @@ def _published(module: ModuleType) -> tuple[str, DatasetKind]:
     return kind, DatasetKind(getattr(module, f"prepare_{kind}"), module.SOURCE, module.EXPECTED_COUNT)
 
 
-KINDS: dict[str, DatasetKind] = {
-    "labels": DatasetKind(prepare_labels),
-    **dict(map(_published, (livec, live, csiq, tid2013, kadid10k, koniq10k, spaq, livefb))),
-}
+KINDS: Registry[DatasetKind] = Registry("dataset kind")
+KINDS.add("labels", DatasetKind(prepare_labels))
+for _module in (livec, live, csiq, tid2013, kadid10k, koniq10k, spaq, livefb):
+    KINDS.add(*_published(_module))
 PUBLISHED = [name for name, kind in KINDS.items() if kind.source is not None]
 
 
@@ -57,8 +58,6 @@ def prepare(kind: str, out_meta: str | Path, out_images: str | Path | None = Non
             threads: int = 1, options: dict | None = None, **layout) -> pd.DataFrame:
     """Prepare a dataset of ``kind`` from its official ``layout`` (root, label files ...) with its
     preparer ``options``; bring its images to the ``resize`` convention in ``out_images``; write the meta table."""
-    if kind not in KINDS:
-        raise KeyError(f"unknown dataset kind {kind!r}; known: {sorted(KINDS)} and 'demo'")
     meta = KINDS[kind].prepare(**layout, **(options or {}))
     if resize:
         meta = resize_images(meta, out_images, out_meta, threads, **resize)

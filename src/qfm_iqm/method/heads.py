@@ -1,4 +1,4 @@
-"""Registry of quality heads, like timm's model registry: ``linear`` and ``mlp`` read one pooled vector
+"""Registry of quality heads (``HEADS``), like timm's model registry: ``linear`` and ``mlp`` read one pooled vector
 per crop, ``decoder`` (the DEIQT-style transformer decoder QFM-IQM builds on) a token sequence. A head takes
 ``in_dim``, ``hidden``, ``dropout`` and ``tokens``, and its own keys only (the decoder's ``heads``, ``depth``,
 ``query``): another head's key is an error, as it is in the config schema."""
@@ -10,16 +10,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-HEADS: dict[str, Callable[..., nn.Module]] = {}
+from qfm_iqm.registry import Registry
+
+HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
 QUERIES = ("cls", "learned", "pooled")  # where the decoder's query starts
-
-
-def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def wrap(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        HEADS[name] = cls
-        return cls
-
-    return wrap
 
 
 def _pooled_only(name: str, tokens: int) -> None:
@@ -27,7 +21,7 @@ def _pooled_only(name: str, tokens: int) -> None:
         raise ValueError(f"head {name!r} reads one vector per crop, not {tokens} tokens; use head 'decoder'")
 
 
-@register_head("linear")
+@HEADS.register("linear")
 class LinearHead(nn.Sequential):
     """A linear regressor (the learned counterpart of the ridge floor)."""
 
@@ -36,7 +30,7 @@ class LinearHead(nn.Sequential):
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, 1))
 
 
-@register_head("mlp")
+@HEADS.register("mlp")
 class MLPHead(nn.Sequential):
     """Two-layer perceptron on pooled features: Linear -> GELU -> Dropout -> Linear."""
 
@@ -46,7 +40,7 @@ class MLPHead(nn.Sequential):
                          nn.Linear(hidden, 1))
 
 
-@register_head("decoder")
+@HEADS.register("decoder")
 class DecoderHead(nn.Module):
     """DEIQT-style decoder: tokens -> linear projection to ``hidden`` + learned position embedding;
     ``queries`` quality queries cross-attend to them in ``depth`` transformer decoder layers (``heads``

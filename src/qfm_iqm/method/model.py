@@ -34,9 +34,8 @@ class QualityModel(nn.Module):
 
     def __init__(self, in_dim: int, head: str = "mlp", hidden: int = 512, dropout: float = 0.1,
                  gate: bool = False, gate_reduction: int = 8, tokens: int = 0, **head_options: Any) -> None:
+        make_head = HEADS[head]  # an unknown head: UnknownName, listing the known ones
         super().__init__()
-        if head not in HEADS:
-            raise KeyError(f"unknown head {head!r}; known: {sorted(HEADS)}")
         self.spec = {"in_dim": in_dim, "head": head, "hidden": hidden, "dropout": dropout, "gate": gate,
                      "gate_reduction": gate_reduction, "tokens": tokens, **head_options}
         shape = (tokens, in_dim) if tokens else (in_dim,)
@@ -47,7 +46,7 @@ class QualityModel(nn.Module):
         self.register_buffer("out_scale", torch.ones(()))
         self.register_buffer("out_shift", torch.zeros(()))
         self.gate = ChannelGate(in_dim, gate_reduction, tokens=tokens > 0) if gate else nn.Identity()
-        self.head = HEADS[head](in_dim, hidden=hidden, dropout=dropout, tokens=tokens, **head_options)
+        self.head = make_head(in_dim, hidden=hidden, dropout=dropout, tokens=tokens, **head_options)
 
     @classmethod
     def from_spec(cls, spec: dict) -> QualityModel:

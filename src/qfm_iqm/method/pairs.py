@@ -16,31 +16,25 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from qfm_iqm.registry import Registry
+
 Strategy = Callable[[np.ndarray, np.ndarray, np.random.Generator, int], np.ndarray]
-STRATEGIES: dict[str, Strategy] = {}
+STRATEGIES: Registry[Strategy] = Registry("partner strategy")
 
 
-def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
-    def wrap(fn: Strategy) -> Strategy:
-        STRATEGIES[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_strategy("farthest")
+@STRATEGIES.register("farthest")
 def farthest(cand: np.ndarray, dist: np.ndarray, rng: np.random.Generator, top_k: int) -> np.ndarray:
     """The semantically most distant candidate (QFM-IQM)."""
     return cand[[np.argmax(dist[cand])]]
 
 
-@register_strategy("random")
+@STRATEGIES.register("random")
 def random_candidate(cand: np.ndarray, dist: np.ndarray, rng: np.random.Generator, top_k: int) -> np.ndarray:
     """A uniformly random quality-matched candidate (ablation)."""
     return rng.choice(cand, 1)
 
 
-@register_strategy("topk_mean")
+@STRATEGIES.register("topk_mean")
 def topk_mean(cand: np.ndarray, dist: np.ndarray, rng: np.random.Generator, top_k: int) -> np.ndarray:
     """The ``top_k`` most distant candidates; training adds the mean of their features (ablation)."""
     return cand[np.argsort(-dist[cand], kind="stable")[:top_k]]
@@ -62,8 +56,6 @@ def mine_pairs(query_id: np.ndarray, query_score: np.ndarray, query_sem: np.ndar
 
     A bank entry with the query's id is never its own partner.
     """
-    if strategy not in STRATEGIES:
-        raise KeyError(f"unknown partner strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     pick = STRATEGIES[strategy]
     source = np.full(len(bank_id), "train", dtype=object) if bank_source is None else np.asarray(bank_source)
     dist = cosine_distance_matrix(query_sem, bank_sem)

@@ -20,7 +20,7 @@ from qfm_iqm.pipeline.stages import STAGES
 
 def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, threads: int = 1,
               config: dict | None = None) -> None:
-    """Call stage ``name``; stderr (progress bars) and logging go to ``log_path``.
+    """Call rule ``name``'s stage (registry ``STAGES``); stderr (progress bars) and logging go to ``log_path``.
 
     Snakemake's named inputs, outputs and params reach the stage as plain namespaces (an optional
     input is present or not: ``hasattr``). Every ``device`` in its params is checked first (``check_device``,
@@ -36,10 +36,11 @@ def run_stage(name: str, input: Any, output: Any, params: Any, log_path: str, th
         logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
         try:
             started, clock = datetime.now(UTC), time.perf_counter()
+            run = STAGES[name]  # an unknown rule: UnknownName, listing the rules that have a stage
             for key, device in provenance.requested_devices(dict(params.items())).items():
                 check_device(device, key)
             digests.verify(input)
-            STAGES[name](*(SimpleNamespace(**dict(files.items())) for files in (input, output, params)))
+            run(*(SimpleNamespace(**dict(files.items())) for files in (input, output, params)))
             digests.record(output)
             if "provenance" in dict(output.items()):
                 outputs = [str(path) for key, path in output.items() if key != "provenance"]

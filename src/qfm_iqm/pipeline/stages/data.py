@@ -68,7 +68,7 @@ def prepare_dataset(input: NS, output: NS, params: NS) -> None:
     log.info("prepared %d images, raw scores %.2f..%.2f", len(meta), meta["score_raw"].min(), meta["score_raw"].max())
 
 
-STAGES["prepare_resized_dataset"] = prepare_dataset
+STAGES.add("prepare_resized_dataset", prepare_dataset)  # the same stage, for the rule of resized images
 
 
 @stage
