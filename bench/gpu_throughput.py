@@ -72,8 +72,8 @@ def main() -> None:
                                  loss="smooth_l1_plcc", seed=0, device=args.device, precision=args.precision, crop=224,
                                  **{k: ft[k] for k in ("lr_backbone", "crops_per_epoch", "channels_last",
                                                        "freeze_bn_stats", "std_floor")})
-            _, history = finetune(name, "none", {"head": "mlp", "hidden": 512, "dropout": 0.1, "gate": True}, cfg,
-                                  meta)
+            arch = {"head": "mlp", "hidden": 512, "dropout": 0.1, "gate": True, "gate_reduction": 8}
+            _, history = finetune(name, "none", arch, cfg, meta)
             last = history.iloc[-1]
             print(f"{name:26s} fine-tune:  {len(meta) / last['seconds']:7.1f} images/s (epoch {int(last['epoch'])}), "
                   f"data wait {100 * last['data_wait']:4.1f}%")

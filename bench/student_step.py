@@ -61,17 +61,18 @@ def main() -> None:
           f"{steps} steps/epoch, {args.threads} thread(s), {args.precision}")
     warm_up = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size,
                                 loss=STUDENT["train"]["loss"])
-    train.train(QualityModel(args.dim, head="mlp", hidden=512, gate=True), x[:256], y[:256], warm_up)
+    train.train(QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True, gate_reduction=8), x[:256],
+                y[:256], warm_up)
     for name, extra in CONFIGS.items():
         cfg = train.TrainConfig(epochs=1, lr=1e-3, weight_decay=0.1, batch_size=args.batch_size,
                                 loss=STUDENT["train"]["loss"], precision=args.precision, **extra)
-        model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True)
+        model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True, gate_reduction=8)
         started = time.perf_counter()
         train.train(model, x, y, cfg, x_pool=x_pool, y_pool=y_pool, partners=partners)
         seconds = time.perf_counter() - started
         print(f"{name:34s} {1000 * seconds / steps:7.2f} ms/step  {seconds:6.2f} s/epoch")
     if args.profile:
-        model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True)
+        model = QualityModel(args.dim, head="mlp", hidden=512, dropout=0.5, gate=True, gate_reduction=8)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             train.train(model, x, y, cfg, x_pool=x_pool, y_pool=y_pool, partners=partners)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40))

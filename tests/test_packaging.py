@@ -142,7 +142,7 @@ assert qfm_iqm.__file__.startswith(sys.argv[1]), qfm_iqm.__file__  # the copy, n
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(24, 2, 16)).astype(np.float32), rng.random(24)
 cfg = TrainConfig(epochs=2, lr=1e-3, weight_decay=0.0, batch_size=8, loss="l1")  # the rest: the schema's defaults
-model = build_model(16, {"head": "mlp", "hidden": 8})
+model = build_model(16, {"head": "mlp", "hidden": 8, "dropout": 0.0})
 train(model, x, y, cfg)
 print(cfg.noise_form, cfg.crops_per_epoch, predict(model, x).shape)
 """

@@ -36,7 +36,9 @@ def norm(descriptor: MultiScaleDescriptor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _models(dim: int) -> dict[str, QualityModel]:
     torch.manual_seed(1)
-    return {"baseline": QualityModel(dim, hidden=16).eval(), "qfm": QualityModel(dim, hidden=16, gate=True).eval()}
+    arch = {"head": "mlp", "hidden": 16, "dropout": 0.1}
+    return {"baseline": QualityModel(dim, **arch).eval(),
+            "qfm": QualityModel(dim, **arch, gate=True, gate_reduction=8).eval()}
 
 
 def _images() -> list[Image.Image]:
@@ -112,7 +114,7 @@ def test_maps_depend_on_model_and_image_and_degenerate_gradient_is_safe(descript
     assert not np.allclose(maps["baseline", 0], maps["qfm", 0], atol=1e-3)
     assert not np.allclose(maps["qfm", 0], maps["qfm", 1], atol=1e-3)
     # a head that ignores its input: zero gradient -> an all-zero map, no NaN, the bias as score
-    blind = QualityModel(sum(descriptor.block_sizes), head="linear").eval()
+    blind = QualityModel(sum(descriptor.block_sizes), head="linear", hidden=512, dropout=0.1).eval()
     with torch.no_grad():
         blind.head[1].weight.zero_()
         blind.head[1].bias.fill_(0.5)

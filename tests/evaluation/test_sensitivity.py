@@ -15,7 +15,7 @@ def test_sensitivity_measures_the_prediction_shift_under_matched_noise() -> None
     from qfm_iqm.evaluation.sensitivity import ADDITIVE, sensitivity
 
     x, y = toy_data(40)
-    model = QualityModel(x.shape[-1], head="linear", dropout=0.0)
+    model = QualityModel(x.shape[-1], head="linear", dropout=0.0, hidden=512)
     model.fit_normaliser(torch.from_numpy(x))
     partners = np.roll(np.arange(len(x)), 1)
     zero = sensitivity(model, x, y, partners, eps=0.0, large_gap=0.2, feats=None, form=ADDITIVE)
@@ -30,7 +30,7 @@ def test_the_training_probe_uses_the_students_noise_form() -> None:
     from qfm_iqm.evaluation.sensitivity import ADDITIVE, sensitivity
 
     x, y = toy_data(40)
-    model = QualityModel(x.shape[-1], head="linear", dropout=0.0)
+    model = QualityModel(x.shape[-1], head="linear", dropout=0.0, hidden=512)
     model.fit_normaliser(torch.from_numpy(x))
     partners = np.roll(np.arange(len(x)), 1)
     add, mix = (sensitivity(model, x, y, partners, 0.5, 0.2, None, form=form) for form in ("add", "mix"))
@@ -51,7 +51,7 @@ def test_split_evaluation_writes_both_probes_per_model() -> None:
     rows = pd.DataFrame({"image_id": ids, "score": y, "score_raw": y, "ref_id": ids, "distortion": "", "level": 0})
     models = {}
     for name in ("teacher", "full", "baseline"):
-        models[name] = QualityModel(x.shape[-1], head="linear", dropout=0.0)
+        models[name] = QualityModel(x.shape[-1], head="linear", dropout=0.0, hidden=512)
         models[name].fit_normaliser(torch.from_numpy(x))
     noise = {"eps": 0.3, "large_gap": 0.2, "tau": 0.1, "k_fallback": 3,
              "training": {"teacher": {"eps": 0.5, "form": "mix"}, "full": {"eps": 0.5, "form": "mix"}}}

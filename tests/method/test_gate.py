@@ -22,7 +22,7 @@ def test_the_token_gate_starts_near_identity_and_is_not_decayed() -> None:
     w = gate.weights(x)
     assert w.shape == (4, 1, 8) and torch.allclose(w, torch.full_like(w, torch.sigmoid(torch.tensor(4.0)).item()))
     model = QualityModel(8, head="decoder", hidden=8, gate=True, tokens=5, heads=2, depth=1, query="learned",
-                         queries=1, mlp_ratio=2)
+                         queries=1, mlp_ratio=2, dropout=0.1, gate_reduction=8)
     decayed, plain = model.param_groups(1e-3, 0.1)
     gate_ids = {id(p) for p in model.gate.parameters()}
     assert gate_ids <= {id(p) for p in plain["params"]} and plain["weight_decay"] == 0.0

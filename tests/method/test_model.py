@@ -14,7 +14,7 @@ DECODER = {"heads": 2, "depth": 1, "queries": 1, "mlp_ratio": 2}  # what the sch
 
 
 def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None:
-    model = QualityModel(6, head="mlp", hidden=8, dropout=0.0, gate=True).eval()
+    model = QualityModel(6, head="mlp", hidden=8, dropout=0.0, gate=True, gate_reduction=8).eval()
     x, partner = torch.randn(4, 6), torch.randn(4, 6)
     with torch.no_grad():
         assert torch.allclose(model(x, noise=partner, eps=0.0), model(x))
@@ -24,17 +24,18 @@ def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None
 def test_the_heads_are_registered_once_and_an_unknown_head_lists_them() -> None:
     assert HEADS.names() == ["decoder", "linear", "mlp"]
     with pytest.raises(KeyError, match=r"^unknown head 'transformer'; known: \['decoder', 'linear', 'mlp'\]$"):
-        QualityModel(6, head="transformer")
+        QualityModel(6, head="transformer", hidden=512, dropout=0.1)
     with pytest.raises(ValueError, match="head 'mlp' is already registered"):
         HEADS.register("mlp")(torch.nn.Identity)
 
 
 def test_a_head_takes_its_own_keys_and_checkpoints_that_recorded_every_key_still_load(tmp_path) -> None:
     with pytest.raises(TypeError, match="heads"):
-        QualityModel(6, head="mlp", heads=4)  # the decoder's key: an error, not swallowed
+        QualityModel(6, head="mlp", heads=4, hidden=512, dropout=0.1)  # the decoder's key: an error, not swallowed
     with pytest.raises(TypeError, match="depth"):
-        QualityModel(6, head="decoder", tokens=3, heads=2, query="learned")  # the config fills it in, a caller gives it
-    model = QualityModel(6, head="mlp", hidden=8)
+        # the config fills it in, a caller gives it
+        QualityModel(6, head="decoder", tokens=3, heads=2, query="learned", hidden=512, dropout=0.1)
+    model = QualityModel(6, head="mlp", hidden=8, dropout=0.1)
     assert "heads" not in model.spec
     old = {**model.spec, "heads": 4, "depth": 1, "query": "learned"}  # what checkpoints recorded for every head
     torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
@@ -42,7 +43,7 @@ def test_a_head_takes_its_own_keys_and_checkpoints_that_recorded_every_key_still
 
 
 def test_a_decoder_checkpoint_from_before_queries_and_mlp_ratio_loads_as_one_query_and_ratio_2(tmp_path) -> None:
-    model = QualityModel(4, head="decoder", hidden=8, tokens=3, query="learned", **DECODER)
+    model = QualityModel(4, head="decoder", hidden=8, tokens=3, query="learned", **DECODER, dropout=0.1)
     old = {k: v for k, v in model.spec.items() if k not in ("queries", "mlp_ratio")}
     torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt").spec == model.spec
@@ -70,7 +71,7 @@ def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> No
     train_x = rng.normal(size=(20, 3, 6))  # images x crops x channels, channels last (pooled or token features)
     train_x[..., 0] = 0.0  # a dead unit on the training part
     train_x[..., 1] = 1e-4 * rng.normal(size=(20, 3))  # nearly constant
-    model = QualityModel(6, head="linear", dropout=0.0)
+    model = QualityModel(6, head="linear", dropout=0.0, hidden=512)
     model.fit_normaliser(torch.from_numpy(train_x))
     test_x = torch.from_numpy(rng.normal(size=(5, 3, 6)) * 50).float()  # every channel active, far out of range
     z = model.standardise(test_x)
@@ -79,7 +80,7 @@ def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> No
     assert z.abs().max() <= train_z.abs().max() + 1e-5  # no test value beyond what the head saw in training
     assert train_z[..., 1].abs().max() < 1e-2  # floored at 0.1 x the median std, not blown up to unit scale
     assert torch.isfinite(model(test_x, noise=test_x.flip(0), eps=0.3)).all()
-    trained = QualityModel(6)
+    trained = QualityModel(6, head="mlp", hidden=512, dropout=0.1)
     trained.fit_normaliser(torch.from_numpy(train_x), frozen=False)  # fine-tune mode: features move
     z = trained.standardise(test_x)
     assert torch.isfinite(z).all() and z.abs().max() > train_z.abs().max()  # not clipped
@@ -120,4 +121,4 @@ def test_the_cls_query_starts_from_the_first_token_and_attends_to_the_others(que
         assert torch.allclose(heads["cls"](shuffled), heads["cls"](x), atol=1e-6)
         assert not torch.allclose(heads["cls"](swapped), heads["cls"](x), atol=1e-3)
     with pytest.raises(ValueError, match="at least 2"):
-        HEADS["decoder"](4, hidden=8, tokens=1, query="cls", **DECODER)
+        HEADS["decoder"](4, hidden=8, dropout=0.0, tokens=1, query="cls", **DECODER)

@@ -12,7 +12,8 @@ def test_matcher_picks_quality_similar_semantically_farthest_partner() -> None:
     ids = np.array(["a", "b", "c", "d"])
     score = np.array([0.50, 0.51, 0.52, 0.90])
     semantic = np.array([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.1], [-1.0, 0.0]])
-    table = pairs.mine_pairs(ids, score, semantic, ids, score, semantic, tau=0.03, k_fallback=1).set_index("image_id")
+    table = pairs.mine_pairs(ids, score, semantic, ids, score, semantic, tau=0.03, k_fallback=1,
+                             strategy="farthest").set_index("image_id")
     # c is within tau of a and opposite in feature space; d (farther still) differs in quality
     assert table.loc["a", "partner_id"] == "c" and not table.loc["a", "fallback"]
     assert table.loc["c", "partner_id"] == "a"
@@ -28,7 +29,7 @@ def test_memory_bank_with_pool_and_the_ablation_strategies() -> None:
     bank_sem = np.vstack([semantic, [[-1.0, 0.0], [-1.0, 0.0], [-0.6, -0.8]]])
     source = np.array(["train"] * 3 + ["pool"] * 3)
     args = (ids, score, semantic, bank_id, bank_score, bank_sem, 0.03, 1)
-    far = pairs.mine_pairs(*args, bank_source=source).set_index("image_id")
+    far = pairs.mine_pairs(*args, strategy="farthest", bank_source=source).set_index("image_id")
     assert far.loc["a", "partner_id"] == "p0" and far.loc["a", "source"] == "pool"  # p1 is farther but 0.4 off
     assert far.loc["b", "partner_id"] == "p2"
     top = pairs.mine_pairs(*args, strategy="topk_mean", top_k=2)

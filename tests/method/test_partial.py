@@ -69,7 +69,7 @@ def test_a_cut_outside_the_backbone_or_a_wrong_cache_is_a_clear_error(backbone: 
     with pytest.raises(InputError, match="head 'decoder' reads cached activations"):
         model_for(ARCH, pooled, BACKBONE, "none", PARTIAL)
     with pytest.raises(ValueError, match="head 'mlp' reads one vector per crop"):
-        QualityModel(8, head="mlp", tokens=4)
+        QualityModel(8, head="mlp", tokens=4, hidden=512, dropout=0.1)
 
 
 def test_the_decoder_reads_the_tokens_and_the_early_token(backbone: torch.nn.Module) -> None:

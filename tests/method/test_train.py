@@ -22,7 +22,7 @@ class Spy(QualityModel):
     """A linear quality model that records what each call of ``forward`` received."""
 
     def __init__(self, dim: int, dropout: float = 0.0) -> None:
-        super().__init__(dim, head="linear", dropout=dropout)
+        super().__init__(dim, head="linear", hidden=512, dropout=dropout)
         self.calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
@@ -130,7 +130,7 @@ def test_training_learns_and_is_deterministic(tmp_path) -> None:
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.0, "gate": True})
+        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.0, "gate": True, "gate_reduction": 8})
         history = train.train(model, x, y, TOY_CFG)
         runs.append(train.predict(model, x))
     assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
@@ -145,8 +145,9 @@ def test_distillation_term_only_with_a_pool() -> None:
     xp, _ = toy_data(seed=1)
     yp = np.full(xp.shape[:2], 0.5, dtype=np.float32)
     kd = train.TrainConfig(**{**TOY_CFG.__dict__, "kd_weight": 1.0, "epochs": 2})
-    plain = train.train(QualityModel(x.shape[-1], head="linear"), x, y, kd)
-    distilled = train.train(QualityModel(x.shape[-1], head="linear"), x, y, kd, x_pool=xp, y_pool=yp)
+    plain = train.train(QualityModel(x.shape[-1], head="linear", hidden=512, dropout=0.1), x, y, kd)
+    distilled = train.train(QualityModel(x.shape[-1], head="linear", hidden=512, dropout=0.1), x, y, kd, x_pool=xp,
+                            y_pool=yp)
     assert (plain["loss_kd"] == 0).all() and (distilled["loss_kd"] > 0).all()
     assert np.allclose(distilled["loss"], distilled["loss_clean"] + distilled["loss_kd"], atol=1e-5)
 
@@ -163,10 +164,11 @@ def test_semantic_noise_terms_only_when_switched_on() -> None:
     x, y = toy_data()
     partners = np.roll(np.arange(len(x)), 1)
     base = {**TOY_CFG.__dict__, "epochs": 2}
-    off = train.train(QualityModel(x.shape[-1], head="linear"), x, y, train.TrainConfig(**base), partners=partners)
+    off = train.train(QualityModel(x.shape[-1], head="linear", hidden=512, dropout=0.1), x, y,
+                      train.TrainConfig(**base), partners=partners)
     on_cfg = train.TrainConfig(**{**base, "adv_weight": 1.0, "sens_weight": 0.5, "eps": 0.3})
-    on = train.train(QualityModel(x.shape[-1], head="linear"), x, y, on_cfg, partners=partners)
-    no_pairs = train.train(QualityModel(x.shape[-1], head="linear"), x, y, on_cfg)
+    on = train.train(QualityModel(x.shape[-1], head="linear", hidden=512, dropout=0.1), x, y, on_cfg, partners=partners)
+    no_pairs = train.train(QualityModel(x.shape[-1], head="linear", hidden=512, dropout=0.1), x, y, on_cfg)
     assert (off[["loss_adv", "loss_sens"]] == 0).all().all() and (no_pairs[["loss_adv", "loss_sens"]] == 0).all().all()
     assert (on["loss_adv"] > 0).all() and (on["loss_sens"] > 0).all()
     np.testing.assert_allclose(on["loss"], on["loss_clean"] + on["loss_adv"] + 0.5 * on["loss_sens"], atol=1e-5)
@@ -183,14 +185,15 @@ def test_bf16_training_stays_within_tolerance_of_fp32() -> None:
     for precision in ("fp32", "bf16"):
         cfg = train.TrainConfig(**{**TOY_CFG.__dict__, "precision": precision, "epochs": 10, "kd_weight": 1.0, **MATCH})
         torch.manual_seed(0)
-        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.1, "gate": True})
+        model = train.build_model(x.shape[-1], {"head": "mlp", "hidden": 32, "dropout": 0.1, "gate": True, "gate_reduction": 8})
         train.train(model, x, y, cfg, x_pool=xp, y_pool=np.full(xp.shape[:2], 0.5), partners=partners)
         preds[precision] = train.predict(model, x)
     assert not np.array_equal(preds["fp32"], preds["bf16"])  # bf16 really ran
     assert evaluate.metrics(preds["fp32"], preds["bf16"])["srcc"] >= 0.995
     assert np.abs(preds["fp32"] - preds["bf16"]).max() <= 0.01
     with pytest.raises(KeyError, match="unknown precision 'fp8'"):
-        train.train(QualityModel(x.shape[-1]), x, y, train.TrainConfig(**{**TOY_CFG.__dict__, "precision": "fp8"}))
+        train.train(QualityModel(x.shape[-1], head="mlp", hidden=512, dropout=0.1), x, y,
+                    train.TrainConfig(**{**TOY_CFG.__dict__, "precision": "fp8"}))
 
 
 def test_crops_per_epoch_draws_that_many_crops_of_every_image() -> None:

@@ -55,7 +55,7 @@ def test_a_changed_artefact_is_named_by_its_digest_and_others_pass(tmp_path: Pat
 @pytest.mark.parametrize("spoilt", ["truncated", "random bytes"])
 def test_a_corrupt_cache_or_checkpoint_is_named_without_numpys_or_torchs_advice(tmp_path: Path, spoilt: str) -> None:
     cache = features(tmp_path / "labelled.npz")
-    save_model(QualityModel(in_dim=4, hidden=2), tmp_path / "teacher.pt")
+    save_model(QualityModel(in_dim=4, hidden=2, head="mlp", dropout=0.1), tmp_path / "teacher.pt")
     for path in (cache, tmp_path / "teacher.pt"):
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2] if spoilt == "truncated" else np.random.default_rng(0).bytes(len(data)))

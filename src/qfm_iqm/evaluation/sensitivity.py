@@ -20,6 +20,7 @@ from qfm_iqm.method import pairs
 from qfm_iqm.method.model import QualityModel
 
 ADDITIVE = "add"  # the paper's probe: z + eps z_partner, whatever form a model was trained with
+PROBE_PARTNER = "farthest"  # the probe's partner: quality-matched, semantically farthest (the paper's)
 
 
 @torch.inference_mode()
@@ -56,7 +57,7 @@ def sensitivity(model: QualityModel, x: np.ndarray | None, score: np.ndarray, pa
 
 def matched_partners(ids: np.ndarray, score: np.ndarray, semantic: np.ndarray, tau: float, k_fallback: int) -> np.ndarray:
     """Each test image's quality-matched (within ``tau``), semantically farthest partner row in the test part."""
-    matched = pairs.mine_pairs(ids, score, semantic, ids, score, semantic, tau, k_fallback)
+    matched = pairs.mine_pairs(ids, score, semantic, ids, score, semantic, tau, k_fallback, PROBE_PARTNER)
     return pd.Index(ids).get_indexer(matched["partner_id"])
 
 

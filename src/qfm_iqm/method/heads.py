@@ -25,7 +25,7 @@ def _pooled_only(name: str, tokens: int) -> None:
 class LinearHead(nn.Sequential):
     """A linear regressor (the learned counterpart of the ridge floor)."""
 
-    def __init__(self, in_dim: int, hidden: int = 0, dropout: float = 0.0, tokens: int = 0) -> None:
+    def __init__(self, in_dim: int, hidden: int, dropout: float, tokens: int = 0) -> None:
         _pooled_only("linear", tokens)  # ``hidden``: every head's key (the config's arch has it), unused here
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, 1))
 
@@ -34,7 +34,7 @@ class LinearHead(nn.Sequential):
 class MLPHead(nn.Sequential):
     """Two-layer perceptron on pooled features: Linear -> GELU -> Dropout -> Linear."""
 
-    def __init__(self, in_dim: int, hidden: int = 512, dropout: float = 0.1, tokens: int = 0) -> None:
+    def __init__(self, in_dim: int, hidden: int, dropout: float, tokens: int = 0) -> None:
         _pooled_only("mlp", tokens)
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, 1))
@@ -53,7 +53,7 @@ class DecoderHead(nn.Module):
     statistics); "learned" is the learned query alone.
     """
 
-    def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.1, tokens: int = 0, *, heads: int,
+    def __init__(self, in_dim: int, hidden: int, dropout: float, tokens: int = 0, *, heads: int,
                  depth: int, query: str, queries: int, mlp_ratio: float) -> None:
         super().__init__()
         if tokens < 1:

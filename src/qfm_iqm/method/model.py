@@ -32,9 +32,11 @@ class QualityModel(nn.Module):
     position and channel. ``head_options``: the head's own keys (the decoder's ``heads``, ``depth``, ``query``,
     ``queries``, ``mlp_ratio``)."""
 
-    def __init__(self, in_dim: int, head: str = "mlp", hidden: int = 512, dropout: float = 0.1,
-                 gate: bool = False, gate_reduction: int = 8, tokens: int = 0, **head_options: Any) -> None:
+    def __init__(self, in_dim: int, *, head: str, hidden: int, dropout: float, gate: bool = False,
+                 gate_reduction: int | None = None, tokens: int = 0, **head_options: Any) -> None:
         make_head = HEADS[head]  # an unknown head: UnknownName, listing the known ones
+        if gate and gate_reduction is None:
+            raise ValueError("a gated model needs its gate_reduction (student.arch.gate_reduction)")
         super().__init__()
         self.spec = {"in_dim": in_dim, "head": head, "hidden": hidden, "dropout": dropout, "gate": gate,
                      "gate_reduction": gate_reduction, "tokens": tokens, **head_options}

@@ -49,8 +49,8 @@ def cosine_distance_matrix(x: np.ndarray, y: np.ndarray | None = None) -> np.nda
 
 
 def mine_pairs(query_id: np.ndarray, query_score: np.ndarray, query_sem: np.ndarray, bank_id: np.ndarray,
-               bank_score: np.ndarray, bank_sem: np.ndarray, tau: float, k_fallback: int,
-               strategy: str = "farthest", top_k: int = 1, seed: int = 0,
+               bank_score: np.ndarray, bank_sem: np.ndarray, tau: float, k_fallback: int, strategy: str,
+               top_k: int = 1, seed: int = 0,
                bank_source: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (query, partner): partner id and source, rank, score gap, cosine distance.
 
