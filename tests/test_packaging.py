@@ -66,7 +66,7 @@ def test_other_numpy_pandas_and_pillow_versions_are_inside_the_ranges() -> None:
 
 def test_the_version_is_written_once_in_the_package() -> None:
     assert "version" not in PROJECT and "version" in PROJECT["dynamic"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "qfm_iqm.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "qfm_iqm.version.__version__"}
     assert str(Version(qfm_iqm.__version__)) == qfm_iqm.__version__
     assert f"## [{qfm_iqm.__version__}]" in (REPO / "CHANGELOG.md").read_text()
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from qfm_iqm.deploy.metric import QualityMetric
     from qfm_iqm.deploy.scorer import Scorer
 
-__version__ = "0.1.0"
+from qfm_iqm.version import __version__ as __version__  # the package's, re-exported
 
 
 def create_metric(model: Any = "livec", device: str = "cpu", as_loss: bool = False, **kwargs: Any) -> QualityMetric:

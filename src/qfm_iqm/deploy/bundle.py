@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qfm_iqm import __version__
+from qfm_iqm.version import __version__
 from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.io import InputError, atomic_path, sha256sum, write_json, write_text
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qfm_iqm import __version__
+from qfm_iqm.version import __version__
 from qfm_iqm.deploy.listing import expand
 from qfm_iqm.features.devices import check_device
 from qfm_iqm.io import InputError, check_writable, write_csv, write_json

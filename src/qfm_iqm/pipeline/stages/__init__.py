@@ -10,19 +10,5 @@ that need them: importing all of them would cost seconds per job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from types import SimpleNamespace as NS
-
-from qfm_iqm.registry import Registry
-
-Stage = Callable[[NS, NS, NS], None]
-STAGES: Registry[Stage] = Registry("stage")
-
-
-def stage(fn: Stage) -> Stage:
-    """Register ``fn`` as the stage of the rule of its name."""
-    return STAGES.add(fn.__name__, fn)
-
-
-# The stage modules register their stages on import; they import ``stage`` from here, so they come after it.
-from qfm_iqm.pipeline.stages import data, deploy, evaluate, features, figures, pairs, train  # noqa: F401
+from qfm_iqm.pipeline.stages import data, deploy, evaluate, features, figures, pairs, train  # noqa: F401  registers
+from qfm_iqm.pipeline.stages.base import STAGES, stage  # noqa: F401  the registry, filled by the imports above

@@ -10,7 +10,7 @@ from types import SimpleNamespace as NS
 from qfm_iqm.data import splits
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.io import write_csv, write_json, write_text
-from qfm_iqm.pipeline.stages import STAGES, stage
+from qfm_iqm.pipeline.stages.base import STAGES, stage
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace as NS
 import pandas as pd
 
 from qfm_iqm.data.meta import read_meta
-from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.base import stage
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pandas as pd
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.cache import FeatureSet, model_input
 from qfm_iqm.io import write_csv, write_text
-from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.base import stage
 from qfm_iqm.pipeline.stages.common import activations, labelled, split_part
 
 log = logging.getLogger(__name__)

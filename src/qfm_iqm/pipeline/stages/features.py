@@ -6,7 +6,7 @@ from types import SimpleNamespace as NS
 
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.io import write_json
-from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.base import stage
 from qfm_iqm.pipeline.stages.common import weights
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace as NS
 from qfm_iqm.data import splits
 from qfm_iqm.io import write_csv, write_json
 from qfm_iqm.method import memory, pairs
-from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.base import stage
 from qfm_iqm.pipeline.stages.common import labelled
 
 log = logging.getLogger(__name__)

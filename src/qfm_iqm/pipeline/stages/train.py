@@ -13,7 +13,7 @@ from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.io import write_csv, write_json
 from qfm_iqm.method.memory import StudentMemory, pool_labels
 from qfm_iqm.settings import loss_settings
-from qfm_iqm.pipeline.stages import stage
+from qfm_iqm.pipeline.stages.base import stage
 from qfm_iqm.pipeline.stages.common import labelled, memory, model_args, part, weights
 
 log = logging.getLogger(__name__)
