@@ -133,14 +133,9 @@ class FinetuneModel(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.descriptor((images - self.pixel_mean) / self.pixel_std)
 
-    def forward(self, images: torch.Tensor, noise_images: torch.Tensor | None = None,
-                eps: float = 0.0) -> torch.Tensor:
-        """Scores; with ``noise_images`` (partners), their descriptors (no gradient) are the semantic noise."""
-        noise = None
-        if noise_images is not None:
-            with torch.no_grad():
-                noise = self.features(noise_images)
-        return self.quality(self.features(images), noise=noise, eps=eps)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Scores of ``images`` (training adds the partners' semantic noise on ``quality`` itself: ``finetune``)."""
+        return self.quality(self.features(images))
 
 
 def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: int | None,

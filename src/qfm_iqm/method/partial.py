@@ -225,12 +225,12 @@ class PartialModel(nn.Module):
         return self.tokens(x)
 
     def score(self, feats: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-              form: str = "add") -> torch.Tensor:
+              form: str | None = None) -> torch.Tensor:
         """The quality model on tokens (``encode``); ``noise``: partner tokens."""
         return self.quality(feats, noise=noise, eps=eps, form=form)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-                form: str = "add") -> torch.Tensor:
+                form: str | None = None) -> torch.Tensor:
         noise_tokens = None
         if noise is not None:
             with torch.no_grad():

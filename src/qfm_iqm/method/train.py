@@ -191,7 +191,7 @@ def warmup_step(groups: list[dict], steps_per_epoch: int, warmup_epochs: int, wa
 
 
 def clean_and_noisy(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, eps: float,
-                    form: str = "add") -> tuple[torch.Tensor, torch.Tensor]:
+                    form: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Predictions without and with the semantic noise (partner inputs ``noise``, encoded without
     gradient), from one encoding of ``x`` and under the same dropout masks: the random state is
     rewound between the two passes."""
