@@ -96,6 +96,7 @@ def state_finetune_plan():
     if not FINETUNED or not workflow.is_main_process:
         return
     from qfm_iqm.method.finetune import gpu_memory_estimate, recipe_text, student_config  # imports torch and timm
+    from qfm_iqm.method.partial import partial_spec
 
     gpu = section["device"] != "cpu"
     lines = [f"Fine-tune mode on {section['device']}" + (", one GPU per job (memory: estimates; "
@@ -103,7 +104,7 @@ def state_finetune_plan():
     for name, student in FINETUNED.items():
         jobs = sum(name in split_finetuned(config, FINETUNED, split) for dataset in config["run"]
                    for split in range(n_splits(dataset)))
-        cfg = student_config(student, section, config["crops"]["size"], config["partial"])
+        cfg = student_config(student, section, config["crops"]["size"], partial_spec(model_settings(student["arch"])))
         images = cfg.batch_size * (2 if cfg.kd_weight > 0 else 1)
         gib = gpu_memory_estimate(BACKBONE, cfg.crop, images, cfg.precision) if gpu else None
         memory = f", about {gib:.1f} GiB of GPU memory each" if gib else ""
