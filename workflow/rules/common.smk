@@ -7,7 +7,7 @@ from qfm_iqm.data.lock import DigestLock
 from qfm_iqm.data.plan import plan_text
 from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
-from qfm_iqm.features.cache import cache_dir, crops_tag
+from qfm_iqm.features.cache import cache_dir, crops_tag, cut_tag
 from qfm_iqm.pipeline.provenance import requested_devices
 from qfm_iqm.settings import (SCHEMA, active_settings, check_cross_dataset, check_feature_recipe, check_splits,
                               finetune_training, finetuned_name, finetuned_reference, finetuned_variants, matching_on,
@@ -48,6 +48,7 @@ for _name, _cfg in DATASETS.items():
 BACKBONE = config["backbone"]["name"]
 CROPS = crops_tag(config["crops"])
 FEATURES = cache_dir("{dataset}", BACKBONE, config["crops"])
+CUT = cut_tag(config["partial"]["from_block"])
 ACTIVATIONS = cache_dir("{dataset}", BACKBONE, config["crops"], config["partial"]["from_block"])
 
 
