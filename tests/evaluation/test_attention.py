@@ -163,15 +163,15 @@ def test_attention_maps_and_figure(descriptor, tmp_path: Path) -> None:
 def test_decoder_models_cut_at_different_blocks_of_one_vit_each_read_their_own_bottom(tmp_path: Path) -> None:
     """A cut takes a ViT apart: two decoder models over the same backbone, cut at different blocks, each get the bottom
     they were built on, so that each one's prediction is the same with or without the other."""
-    from qfm_iqm.method.partial import cut, with_top
+    from qfm_iqm.method.partial import PartialSpec, cut, with_top
 
     torch.manual_seed(0)
     weights = tmp_path / "test_vit.pth"
     torch.save(create_backbone("test_vit", "none").state_dict(), weights)
     arch = {"head": "decoder", "hidden": 16, "dropout": 0.0, "query": "cls", "heads": 2, "depth": 1, "queries": 2,
             "mlp_ratio": 2}
-    models = {f"from{b}": with_top(cut(create_backbone("test_vit", weights), b)[1], "test_vit", b, arch, 101 * 64, 0,
-                                   0.1).eval() for b in (2, 4)}
+    models = {f"from{b}": with_top(cut(create_backbone("test_vit", weights), b)[1], "test_vit", PartialSpec(b, 0.1), arch,
+                                   101 * 64, 0).eval() for b in (2, 4)}
     path = tmp_path / "a.png"
     _images()[0].save(path)
     meta = pd.DataFrame({"image_id": ["a"], "path": [str(path)], "score": [0.5]})

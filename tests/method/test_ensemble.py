@@ -47,5 +47,5 @@ def test_the_sensitivity_probe_of_an_ensemble_is_that_of_its_mean_prediction() -
     x = torch.from_numpy(feats.features)
     with torch.inference_mode():
         clean = torch.stack([m(x) for m in ensemble.members]).mean(0).mean(1)
-        noisy = torch.stack([m(x, x[partners], 0.3) for m in ensemble.members]).mean(0).mean(1)
+        noisy = torch.stack([m(x, x[partners], 0.3, "add") for m in ensemble.members]).mean(0).mean(1)
     assert np.isclose(result["mean_abs_shift"], float((noisy - clean).abs().mean()), rtol=1e-5)

@@ -31,6 +31,7 @@ from qfm_iqm.method.finetune import (
     student_config,
 )
 from qfm_iqm.method.heads import DecoderHead
+from qfm_iqm.method.partial import partial_spec
 from qfm_iqm.method.train import new_totals, optimise
 from qfm_iqm.settings import load_config_file, validate
 
@@ -139,7 +140,7 @@ def test_fine_tune_settings_are_the_students_with_the_finetune_section_over_them
     assert (cfg.lr, cfg.epochs, cfg.batch_size) == (section["lr_head"], section["epochs"], section["batch_size"])
     assert (cfg.noise_form, cfg.precision) == (student["matching"]["noise_form"], student["train"]["precision"])
     assert cfg.from_block is None and cfg.crop == 224
-    assert student_config(student, section, 224, config["partial"]).from_block == config["partial"]["from_block"]
+    assert student_config(student, section, 224, partial_spec(config)).from_block == config["partial"]["from_block"]
     train = table(tmp_path, "t", range(2), np.array([0.0, 1.0]), "score")
     with pytest.raises(ValueError, match="crops_per_epoch: fine-tuning draws its crops at random"):
         finetune(BACKBONE, "none", ARCH, replace(cfg, crops_per_epoch=0), train)

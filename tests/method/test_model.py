@@ -17,8 +17,10 @@ def test_zero_noise_leaves_the_prediction_unchanged_and_noise_moves_it() -> None
     model = QualityModel(6, head="mlp", hidden=8, dropout=0.0, gate=True, gate_reduction=8).eval()
     x, partner = torch.randn(4, 6), torch.randn(4, 6)
     with torch.no_grad():
-        assert torch.allclose(model(x, noise=partner, eps=0.0), model(x))
-        assert not torch.allclose(model(x, noise=partner, eps=0.3), model(x))
+        assert torch.allclose(model(x, noise=partner, eps=0.0, form="add"), model(x))
+        assert not torch.allclose(model(x, noise=partner, eps=0.3, form="add"), model(x))
+    with pytest.raises(KeyError, match="unknown noise form None"):
+        model(x, noise=partner, eps=0.3)  # no default form: the schema's is not the paper's
 
 
 def test_the_heads_are_registered_once_and_an_unknown_head_lists_them() -> None:
@@ -79,7 +81,7 @@ def test_standardisation_is_safe_for_constant_and_near_constant_channels() -> No
     train_z = model.standardise(torch.from_numpy(train_x).float())
     assert z.abs().max() <= train_z.abs().max() + 1e-5  # no test value beyond what the head saw in training
     assert train_z[..., 1].abs().max() < 1e-2  # floored at 0.1 x the median std, not blown up to unit scale
-    assert torch.isfinite(model(test_x, noise=test_x.flip(0), eps=0.3)).all()
+    assert torch.isfinite(model(test_x, noise=test_x.flip(0), eps=0.3, form="add")).all()
     trained = QualityModel(6, head="mlp", hidden=512, dropout=0.1)
     trained.fit_normaliser(torch.from_numpy(train_x), frozen=False)  # fine-tune mode: features move
     z = trained.standardise(test_x)
@@ -96,11 +98,11 @@ def test_token_noise_is_added_or_mixed_after_standardisation(query: str) -> None
     model.fit_normaliser(torch.randn(50, 3, 4) * 2 + 1, frozen=False)
     z, zp = model.standardise(x), model.standardise(partner)
     with torch.no_grad():
-        assert torch.allclose(model(x, partner, 0.3), model.head(z + 0.3 * zp).squeeze(-1))
+        assert torch.allclose(model(x, partner, 0.3, "add"), model.head(z + 0.3 * zp).squeeze(-1))
         assert torch.allclose(model(x, partner, 0.3, "mix"), model.head(0.7 * z + 0.3 * zp).squeeze(-1))
         # a partner axis (k partners per sample) is averaged after standardisation
         two = torch.stack([partner, -partner], 1)
-        assert torch.allclose(model(x, two, 0.3), model.head(z + 0.3 * model.standardise(two).mean(1)).squeeze(-1),
+        assert torch.allclose(model(x, two, 0.3, "add"), model.head(z + 0.3 * model.standardise(two).mean(1)).squeeze(-1),
                               atol=1e-6)
     with pytest.raises(KeyError, match="unknown noise form"):
         model(x, partner, 0.3, "subtract")

@@ -4,10 +4,12 @@ training and round trips, a sensitivity sweep, calibration in batches, bf16."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.features.cache import FeatureSet
@@ -15,10 +17,21 @@ from qfm_iqm.io import InputError
 from qfm_iqm.method import train
 from qfm_iqm.method.checkpoint import load_model, save_model
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.method.partial import ACTIVATION, EARLY, BackboneBottom, BackboneTop, cut, model_for
+from qfm_iqm.method.partial import (
+    ACTIVATION,
+    EARLY,
+    BackboneBottom,
+    BackboneTop,
+    PartialSpec,
+    cut,
+    model_for,
+    partial_spec,
+)
+from qfm_iqm.pipeline.stages.common import model_args
+from qfm_iqm.settings import load_config_file, validate
 
 BACKBONE = "tf_efficientnet_lite0"
-PARTIAL = {"from_block": 6, "top_lr_scale": 0.1}
+PARTIAL = PartialSpec(from_block=6, top_lr_scale=0.1)
 ARCH = {"head": "decoder", "hidden": 16, "dropout": 0.0, "gate": True, "gate_reduction": 8, "heads": 2, "depth": 1,
         "query": "learned", "queries": 1, "mlp_ratio": 2}
 
@@ -32,7 +45,7 @@ def backbone() -> torch.nn.Module:
 def _packed(backbone: torch.nn.Module, images: int = 3, crops: int = 2, size: int = 64) -> FeatureSet:
     """Cached bottom activations of random crops, as ``extract_activations`` writes them."""
     torch.manual_seed(1)
-    bottom = BackboneBottom(backbone, PARTIAL["from_block"])
+    bottom = BackboneBottom(backbone, PARTIAL.from_block)
     with torch.no_grad():
         packed = bottom(torch.randn(images * crops, 3, size, size)).numpy()
     early = 2 * (16 + 24 + 40 + 112)
@@ -103,6 +116,30 @@ def test_partial_fine_tune_trains_the_top_and_round_trips(backbone: torch.nn.Mod
     assert any(not torch.equal(a, b) for a, b in zip(start, model.top.parameters(), strict=True))
     save_model(model, tmp_path / "m.pt")
     loaded = load_model(tmp_path / "m.pt")
+    assert partial_spec(loaded.spec) == PARTIAL
+    np.testing.assert_array_equal(train.predict_crops(loaded, feats.features), train.predict_crops(model, feats.features))
+
+
+def test_the_partial_spec_is_the_config_sections_and_reaches_the_model() -> None:
+    """One ``PartialSpec`` from the config's ``partial`` section: what the workflow's model settings carry to
+    ``model_for`` (none for pooled heads)."""
+    config = load_config_file(REPO / "config/config.yaml")
+    validate(config)
+    spec = partial_spec(config)
+    assert spec == PartialSpec(config["partial"]["from_block"], config["partial"]["top_lr_scale"])
+    settings = {"backbone": config["backbone"], "partial": config["partial"]}  # common.smk's model_settings
+    assert model_args(settings, NS())["partial"] == spec and partial_spec({}) is None and model_args({}, NS()) == {}
+
+
+def test_a_checkpoint_that_recorded_the_partial_section_as_a_dict_still_loads(backbone: torch.nn.Module,
+                                                                               tmp_path: Path) -> None:
+    feats = _packed(backbone, images=4)
+    model = model_for(ARCH, feats, BACKBONE, "none", PARTIAL).eval()
+    old = {**model.spec, "partial": {"backbone": BACKBONE, "from_block": 6, "activation_size": feats.block_sizes[0],
+                                     "early_size": feats.block_sizes[1], "top_lr_scale": 0.1}}  # as saved before
+    torch.save({"spec": old, "state_dict": model.state_dict()}, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert partial_spec(loaded.spec) == PARTIAL and loaded.top_lr_scale == 0.1
     np.testing.assert_array_equal(train.predict_crops(loaded, feats.features), train.predict_crops(model, feats.features))
 
 
@@ -196,7 +233,7 @@ def test_cached_vit_tokens_train_under_the_cls_query() -> None:
     with torch.no_grad():
         packed = bottom(torch.randn(6, 3, 160, 160)).numpy().reshape(3, 2, -1).astype(np.float16)
     feats = FeatureSet(np.array(["a", "b", "c"]), packed, [ACTIVATION, EARLY], [packed.shape[-1], 0])
-    model = model_for({**ARCH, "query": "cls"}, feats, "test_vit", "none", {"from_block": 4, "top_lr_scale": 0.1})
+    model = model_for({**ARCH, "query": "cls"}, feats, "test_vit", "none", PartialSpec(4, 0.1))
     x = torch.from_numpy(packed).float()
     assert model.tokens(x).shape == (3, 2, 101, 64) and len(model.top.blocks) == 2
     clean, noisy = model(x), model(x, noise=x.flip(0), eps=0.5, form="mix")

@@ -26,7 +26,7 @@ class Spy(QualityModel):
         self.calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-                form: str = "add") -> torch.Tensor:
+                form: str | None = None) -> torch.Tensor:
         self.calls.append((x.detach().clone(), None if noise is None else noise.detach().clone()))
         return super().forward(x, noise, eps, form)
 

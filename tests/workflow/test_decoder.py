@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from workflow_helpers import (
     copy_run,
     export_split_bundle,
@@ -70,6 +71,20 @@ def test_the_decoder_student_trains_the_backbone_top_on_cached_activations(decod
     sensitivity = pd.read_csv(decoder_run / f"results/{DS}/sensitivity.csv").set_index("model")
     assert sensitivity.loc["decoder", "mean_abs_shift"] > 0
     assert "| decoder | 2 |" in (decoder_run / f"results/{DS}/summary.md").read_text()
+
+
+def test_the_activation_rule_writes_where_cache_dir_and_cut_tag_name_the_cut(tmp_path: Path) -> None:
+    """The cut's name is made once (``cut_tag``): the extraction rule's cache folder (``cache_dir``) and its logs."""
+    from qfm_iqm.features.cache import cache_dir, crops_tag, cut_tag
+    from qfm_iqm.settings import load_config_file, merged, validate
+
+    config = merged(load_config_file(REPO / "config/config.yaml"), decoder_config())  # as Snakemake merges them
+    validate(config)
+    backbone, crops, block = config["backbone"]["name"], config["crops"], config["partial"]["from_block"]
+    proc = snakemake(tmp_path, write_config(tmp_path, decoder_config()), "-n")
+    plan = proc.stdout + proc.stderr
+    assert f"output: {cache_dir(DS, backbone, crops, block)}/labelled.npz" in plan
+    assert f"log: logs/{DS}/extract_activations/{backbone}_{crops_tag(crops)}_{cut_tag(block)}_labelled.log" in plan
 
 
 def test_a_bundled_decoder_student_scores_as_the_pipeline_predicts(decoder_run: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from workflow_helpers import scheduled_jobs, snakemake, write_config
 from qfm_iqm.data.meta import read_meta
 from qfm_iqm.features.backbone import create_backbone
 from qfm_iqm.method import finetune
+from qfm_iqm.method.partial import partial_spec
 from qfm_iqm.settings import finetuned_variants, merged
 
 pytestmark = pytest.mark.slow  # runs the paper's DAG: about 3 minutes on 2 cores
@@ -103,7 +104,7 @@ def test_the_paper_dag_trains_with_deiqts_recipe(paper_run: Path) -> None:
                                                                 8), atol=1e-5)
     resolved = yaml.safe_load((paper_run / "results/config.yaml").read_text())  # the run's, defaults filled in
     cfg = finetune.student_config(finetuned_variants(resolved)["finetune"], resolved["finetune"],
-                                  resolved["crops"]["size"], resolved["partial"])
+                                  resolved["crops"]["size"], partial_spec(resolved))
     assert (cfg.clip_grad_norm, cfg.precision, cfg.head_init, cfg.loss) == (5.0, "amp", "trunc_normal", "smooth_l1")
     names = {id(p): n for n, p in model.named_parameters()}
     spared = {names[id(p)] for g in finetune.parameter_groups(model, cfg) if g["weight_decay"] == 0
@@ -124,7 +125,7 @@ def test_the_partner_tokens_reach_the_decoder_input(paper_run: Path) -> None:
     images, partners = torch.rand(2, 3, 160, 160, generator=torch.Generator().manual_seed(0)).split(1)
     with torch.no_grad():
         model(images)
-        model(images, partners, eps=0.3)
+        model.quality(model.features(images), model.features(partners), 0.3, "add")  # as training adds them
     assert seen[0].shape == (1, 101, 64) and not torch.allclose(seen[0], seen[1])
 
 

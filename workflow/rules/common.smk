@@ -7,7 +7,7 @@ from qfm_iqm.data.lock import DigestLock
 from qfm_iqm.data.plan import plan_text
 from qfm_iqm.data.sources import with_files
 from qfm_iqm.features.devices import check_device
-from qfm_iqm.features.cache import cache_dir, crops_tag
+from qfm_iqm.features.cache import cache_dir, crops_tag, cut_tag
 from qfm_iqm.pipeline.provenance import requested_devices
 from qfm_iqm.settings import (SCHEMA, active_settings, check_cross_dataset, check_feature_recipe, check_splits,
                               finetune_training, finetuned_name, finetuned_reference, finetuned_variants, matching_on,
@@ -48,6 +48,7 @@ for _name, _cfg in DATASETS.items():
 BACKBONE = config["backbone"]["name"]
 CROPS = crops_tag(config["crops"])
 FEATURES = cache_dir("{dataset}", BACKBONE, config["crops"])
+CUT = cut_tag(config["partial"]["from_block"])
 ACTIVATIONS = cache_dir("{dataset}", BACKBONE, config["crops"], config["partial"]["from_block"])
 
 
@@ -96,6 +97,7 @@ def state_finetune_plan():
     if not FINETUNED or not workflow.is_main_process:
         return
     from qfm_iqm.method.finetune import gpu_memory_estimate, recipe_text, student_config  # imports torch and timm
+    from qfm_iqm.method.partial import partial_spec
 
     gpu = section["device"] != "cpu"
     lines = [f"Fine-tune mode on {section['device']}" + (", one GPU per job (memory: estimates; "
@@ -103,7 +105,7 @@ def state_finetune_plan():
     for name, student in FINETUNED.items():
         jobs = sum(name in split_finetuned(config, FINETUNED, split) for dataset in config["run"]
                    for split in range(n_splits(dataset)))
-        cfg = student_config(student, section, config["crops"]["size"], config["partial"])
+        cfg = student_config(student, section, config["crops"]["size"], partial_spec(model_settings(student["arch"])))
         images = cfg.batch_size * (2 if cfg.kd_weight > 0 else 1)
         gib = gpu_memory_estimate(BACKBONE, cfg.crop, images, cfg.precision) if gpu else None
         memory = f", about {gib:.1f} GiB of GPU memory each" if gib else ""

@@ -38,9 +38,9 @@ rule extract_activations:
         crops=config["crops"],
         from_block=config["partial"]["from_block"],
     log:
-        f"logs/{{dataset}}/extract_activations/{BACKBONE}_{CROPS}_b{config['partial']['from_block']}_{{subset}}.log",
+        f"logs/{{dataset}}/extract_activations/{BACKBONE}_{CROPS}_{CUT}_{{subset}}.log",
     benchmark:
-        f"benchmarks/{{dataset}}/extract_activations/{BACKBONE}_{CROPS}_b{config['partial']['from_block']}_{{subset}}.tsv"
+        f"benchmarks/{{dataset}}/extract_activations/{BACKBONE}_{CROPS}_{CUT}_{{subset}}.tsv"
     threads: 4
     resources:
         mem_mb=8000,

@@ -147,11 +147,11 @@ class Scorer:
         backbone = bundle.backbone()
         precision = bundle.info["backbone"].get("precision", "fp32")  # the run's extraction; older bundles: fp32
         self.model = bundle.quality_model().to(device)
-        if "partial" in self.model.spec:
-            from qfm_iqm.method.partial import activation_describer
+        from qfm_iqm.method.partial import activation_describer, partial_spec
 
-            self.describer, _ = activation_describer(backbone, self.model.spec["partial"]["from_block"], recipe,
-                                                     device=device, precision=precision)
+        if (partial := partial_spec(self.model.spec)) is not None:
+            self.describer, _ = activation_describer(backbone, partial.from_block, recipe, device=device,
+                                                     precision=precision)
         else:
             self.describer = pooled_describer(backbone, recipe, device=device, precision=precision)[0]
         self.images_per_batch = max(1, batch_size // recipe.views)

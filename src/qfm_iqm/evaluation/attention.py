@@ -26,7 +26,7 @@ from qfm_iqm.features.backbone import MultiScaleDescriptor, create_backbone, dat
 from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.io import read_rgb
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.method.partial import cut
+from qfm_iqm.method.partial import partial_spec
 
 
 def _to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
@@ -108,7 +108,7 @@ def attention_maps(meta: pd.DataFrame, backbone: str, weights: str | Path, model
     net = create_backbone(backbone, weights)
     cfg = data_config(net)
     net.requires_grad_(False)
-    describers = {name: cut(copy.deepcopy(net), model.spec["partial"]["from_block"])[0] if "partial" in model.spec
+    describers = {name: partial.cut(copy.deepcopy(net))[0] if (partial := partial_spec(model.spec)) is not None
                   else MultiScaleDescriptor(net, recipe.stages, recipe.pooling) for name, model in models.items()}  # a cut takes a ViT apart
     mean, std = torch.tensor(cfg["mean"]), torch.tensor(cfg["std"])
     items = []

@@ -89,12 +89,18 @@ def crops_tag(crops: dict) -> str:
     return tag + ("_mean" if crops["pooling"] == "mean" else "")
 
 
+def cut_tag(from_block: int) -> str:
+    """The name of the cut at block ``from_block`` (``qfm_iqm.method.partial``) in the workflow's paths: its
+    activation cache's folder, and its extraction jobs' logs and benchmarks."""
+    return f"b{from_block}"
+
+
 def cache_dir(dataset: str, backbone: str, crops: dict, from_block: int | None = None) -> str:
     """The workflow's folder of a dataset's caches (``labelled.npz``, ``pool.npz``): pooled features, or with
-    ``from_block`` the activations cached at that cut (``qfm_iqm.method.partial``)."""
+    ``from_block`` the activations cached at that cut (``cut_tag``)."""
     if from_block is None:
         return f"results/{dataset}/features/{backbone}/{crops_tag(crops)}"
-    return f"results/{dataset}/activations/{backbone}/{crops_tag(crops)}/b{from_block}"
+    return f"results/{dataset}/activations/{backbone}/{crops_tag(crops)}/{cut_tag(from_block)}"
 
 
 def reads_activations(model: Any) -> bool:

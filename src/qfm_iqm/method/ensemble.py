@@ -28,7 +28,7 @@ class SeedEnsemble(nn.Module):
         return torch.stack(outputs).mean(0)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-                form: str = "add") -> torch.Tensor:
+                form: str | None = None) -> torch.Tensor:
         return self._mean([m(x, noise, eps, form) for m in self.members])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,7 @@ class SeedEnsemble(nn.Module):
         return x
 
     def score(self, feats: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-              form: str = "add") -> torch.Tensor:
+              form: str | None = None) -> torch.Tensor:
         return self._mean([m.score(m.encode(feats), None if noise is None else m.encode(noise), eps, form)
                            for m in self.members])
 

@@ -34,7 +34,7 @@ from qfm_iqm.features.weights import load_strict
 from qfm_iqm.io import atomic_path, read_rgb, reading
 from qfm_iqm.method.memory import pool_bank_ids
 from qfm_iqm.method.model import QualityModel
-from qfm_iqm.method.partial import cut, from_spec, is_vit, with_top
+from qfm_iqm.method.partial import PartialSpec, from_spec, is_vit, partial_spec, with_top
 from qfm_iqm.method.train import (
     LOSSES,
     TrainConfig,
@@ -90,12 +90,12 @@ class FinetuneConfig(TrainConfig):
 RECIPE_KEYS = ("schedule", *WARMUP_STEP_KEYS, "clip_grad_norm", "decay_exemptions", "head_init", "test_crops")
 
 
-def student_config(student: dict, finetune: dict, crop: int, partial: dict | None = None) -> FinetuneConfig:
+def student_config(student: dict, finetune: dict, crop: int, partial: PartialSpec | None = None) -> FinetuneConfig:
     """The fine-tune settings of a student config: its loss settings (``qfm_iqm.settings.loss_settings``),
     then the config's ``finetune`` section (``lr_head`` is ``lr``; its ``epochs``, ``weight_decay``, ``batch_size``
     and ``crops_per_epoch`` replace the student's), ``partial.from_block`` (decoders) and the crop size."""
     own = {"lr" if k == "lr_head" else k: v for k, v in finetune_training(finetune).items()}
-    from_block = {"from_block": partial["from_block"]} if partial else {}
+    from_block = {"from_block": partial.from_block} if partial else {}
     return FinetuneConfig(**{**loss_settings(student), **own, **from_block}, crop=crop)
 
 
@@ -133,14 +133,9 @@ class FinetuneModel(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.descriptor((images - self.pixel_mean) / self.pixel_std)
 
-    def forward(self, images: torch.Tensor, noise_images: torch.Tensor | None = None,
-                eps: float = 0.0) -> torch.Tensor:
-        """Scores; with ``noise_images`` (partners), their descriptors (no gradient) are the semantic noise."""
-        noise = None
-        if noise_images is not None:
-            with torch.no_grad():
-                noise = self.features(noise_images)
-        return self.quality(self.features(images), noise=noise, eps=eps)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Scores of ``images`` (training adds the partners' semantic noise on ``quality`` itself: ``finetune``)."""
+        return self.quality(self.features(images))
 
 
 def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: int | None,
@@ -154,10 +149,11 @@ def build_model(net: nn.Module, name: str, arch: dict, crop: int, from_block: in
         return FinetuneModel(descriptor, QualityModel(sum(descriptor.block_sizes), **arch), pixels)
     if from_block is None:
         raise ValueError("head 'decoder' trains the backbone's top from a block: give from_block (partial.from_block)")
-    bottom, top = cut(net, from_block)
+    partial = PartialSpec(from_block, top_lr_scale)
+    bottom, top = partial.cut(net)
     with torch.no_grad():
         size = bottom.eval()(torch.zeros(1, 3, crop, crop)).shape[1] - bottom.early_size
-    return FinetuneModel(bottom, with_top(top, name, from_block, arch, size, bottom.early_size, top_lr_scale), pixels)
+    return FinetuneModel(bottom, with_top(top, name, partial, arch, size, bottom.early_size), pixels)
 
 
 def epoch_steps(images: int, cfg: FinetuneConfig) -> int:
@@ -461,8 +457,8 @@ def load(path: str | Path) -> FinetuneModel:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     net, spec = create_backbone(ckpt["backbone"], "none"), ckpt["spec"]
     pixels = data_config(net)
-    if "partial" in spec:
-        bottom, top = cut(net, spec["partial"]["from_block"])
+    if (partial := partial_spec(spec)) is not None:
+        bottom, top = partial.cut(net)
         model = FinetuneModel(bottom, from_spec(spec, top), pixels)
     else:
         descriptor = MultiScaleDescriptor(net)

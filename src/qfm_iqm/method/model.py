@@ -125,15 +125,16 @@ class QualityModel(nn.Module):
         return x
 
     def score(self, feats: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-              form: str = "add") -> torch.Tensor:
+              form: str | None = None) -> torch.Tensor:
         """``forward`` on encoded features (``encode``)."""
         return self(feats, noise, eps, form)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-                form: str = "add") -> torch.Tensor:
+                form: str | None = None) -> torch.Tensor:
         """Scores; with ``noise`` (partner features or tokens shaped like ``x``, or with a partner axis after
         the first, averaged), the semantic-noise path of QFM-IQM on the standardised head input z: ``form`` "add" gives z + eps x z_partner (the paper's superposition),
-        "mix" the label-preserving convex mix (1 - eps) x z + eps x z_partner; then gate and head."""
+        "mix" the label-preserving convex mix (1 - eps) x z + eps x z_partner (no default: noise names its form);
+        then gate and head."""
         z = self.standardise(x)
         if noise is not None:
             if form not in NOISE_FORMS:

@@ -20,7 +20,10 @@ quality model on the cached activations (``PartialModel``), under the student's 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -166,6 +169,26 @@ def cut(backbone: nn.Module, from_block: int) -> tuple[nn.Module, nn.Module]:
     return ViTBottom(backbone), top
 
 
+@dataclass(frozen=True)
+class PartialSpec:
+    """Where partial fine-tune cuts the backbone: its blocks from ``from_block`` on train, at ``top_lr_scale`` x the
+    head's learning rate. The config's ``partial`` section; a checkpoint's adds the backbone and the cached sizes."""
+
+    from_block: int
+    top_lr_scale: float
+
+    def cut(self, backbone: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """The bottom and top of ``backbone`` at ``from_block`` (``cut``)."""
+        return cut(backbone, self.from_block)
+
+
+def partial_spec(settings: Mapping[str, Any]) -> PartialSpec | None:
+    """The ``PartialSpec`` of the ``partial`` section of a config, a rule's model settings or a model's (checkpoint's)
+    spec; None without one (pooled heads)."""
+    section = settings.get("partial")
+    return None if section is None else PartialSpec(section["from_block"], section["top_lr_scale"])
+
+
 def activation_describer(backbone: nn.Module, from_block: int, recipe: CropRecipe, channels_last: bool = True,
                          device: str = "cpu", *, precision: str) -> tuple[Describer, BackboneBottom | ViTBottom]:
     """The describer of packed fp16 bottom activations (what a ``PartialModel`` reads), and the bottom."""
@@ -225,12 +248,12 @@ class PartialModel(nn.Module):
         return self.tokens(x)
 
     def score(self, feats: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-              form: str = "add") -> torch.Tensor:
+              form: str | None = None) -> torch.Tensor:
         """The quality model on tokens (``encode``); ``noise``: partner tokens."""
         return self.quality(feats, noise=noise, eps=eps, form=form)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: float = 0.0,
-                form: str = "add") -> torch.Tensor:
+                form: str | None = None) -> torch.Tensor:
         noise_tokens = None
         if noise is not None:
             with torch.no_grad():
@@ -274,40 +297,39 @@ class PartialModel(nn.Module):
                 {"params": list(self.top.parameters()), "lr": lr * self.top_lr_scale, "weight_decay": weight_decay}]
 
 
-def with_top(top: BackboneTop | ViTTop, name: str, from_block: int, arch: dict, activation_size: int,
-             early_size: int, top_lr_scale: float) -> PartialModel:
-    """A ``PartialModel`` with a decoder of ``arch`` over ``top``, the top of timm model ``name`` from block
-    ``from_block`` (``cut``), for cached samples of ``activation_size`` + ``early_size``; its ``spec`` rebuilds it."""
+def with_top(top: BackboneTop | ViTTop, name: str, partial: PartialSpec, arch: dict, activation_size: int,
+             early_size: int) -> PartialModel:
+    """A ``PartialModel`` with a decoder of ``arch`` over ``top``, the top of timm model ``name`` cut where ``partial``
+    says, for cached samples of ``activation_size`` + ``early_size``; its ``spec`` rebuilds it."""
     if arch.get("query") == "cls" and not top.cls_first:
         raise InputError(f"arch.query 'cls' reads a ViT's class token, and backbone {name} has none: use query "
                          f"'pooled' or 'learned'")
     tokens = top.token_count(activation_size) + (1 if early_size else 0)
     quality = QualityModel(top.num_features + early_size, tokens=tokens, **arch)
-    model = PartialModel(top, quality, activation_size, early_size, top_lr_scale)
-    model.spec = {"partial": {"backbone": name, "from_block": from_block, "activation_size": activation_size,
-                              "early_size": early_size, "top_lr_scale": top_lr_scale}, **quality.spec}
+    model = PartialModel(top, quality, activation_size, early_size, partial.top_lr_scale)
+    model.spec = {"partial": {"backbone": name, **asdict(partial), "activation_size": activation_size,
+                              "early_size": early_size}, **quality.spec}
     return model
 
 
 def model_for(arch: dict, feats: FeatureSet, backbone: str = "", weights: str | Path = "none",
-              partial: dict | None = None) -> nn.Module:
+              partial: PartialSpec | None = None) -> nn.Module:
     """A fresh model for ``arch`` over the cache ``feats``: a ``QualityModel`` on pooled features, or, for
-    the ``decoder`` head on cached activations, a ``PartialModel`` whose top is ``backbone``'s from block
-    ``partial["from_block"]``, initialised from ``weights``."""
+    the ``decoder`` head on cached activations, a ``PartialModel`` whose top is ``backbone``'s cut by ``partial``,
+    initialised from ``weights``."""
     if arch["head"] != "decoder":
         return QualityModel(feats.features.shape[-1], **arch)
     if feats.block_names != [ACTIVATION, EARLY]:
         raise InputError(f"head 'decoder' reads cached activations (blocks {[ACTIVATION, EARLY]}), not "
                          f"{feats.block_names[:3]}...")
-    top = cut(create_backbone(backbone, weights), partial["from_block"])[1]
-    return with_top(top, backbone, partial["from_block"], arch, *feats.block_sizes, partial["top_lr_scale"])
+    top = partial.cut(create_backbone(backbone, weights))[1]
+    return with_top(top, backbone, partial, arch, *feats.block_sizes)
 
 
 def from_spec(spec: dict, top: BackboneTop | ViTTop | None = None) -> PartialModel:
     """The (untrained) ``PartialModel`` a checkpoint's ``spec`` describes, over ``top`` (default: a fresh one)."""
-    cfg = spec["partial"]
+    cfg, partial = spec["partial"], partial_spec(spec)
     arch = {k: v for k, v in with_legacy_keys(spec).items() if k not in ("partial", "in_dim", "tokens")}
     if top is None:
-        top = cut(create_backbone(cfg["backbone"], "none"), cfg["from_block"])[1]
-    return with_top(top, cfg["backbone"], cfg["from_block"], arch, cfg["activation_size"], cfg["early_size"],
-                    cfg["top_lr_scale"])
+        top = partial.cut(create_backbone(cfg["backbone"], "none"))[1]
+    return with_top(top, cfg["backbone"], partial, arch, cfg["activation_size"], cfg["early_size"])

@@ -56,8 +56,10 @@ def model_args(settings: dict, input: NS) -> dict:
     heads)."""
     if not settings:
         return {}
+    from qfm_iqm.method.partial import partial_spec  # imports timm: only the jobs that build a model pay for it
+
     backbone = settings["backbone"]
-    return {"backbone": backbone["name"], "weights": weights(backbone, input), "partial": settings["partial"]}
+    return {"backbone": backbone["name"], "weights": weights(backbone, input), "partial": partial_spec(settings)}
 
 
 def memory(input: NS, rows: pd.DataFrame, student: dict) -> StudentMemory:

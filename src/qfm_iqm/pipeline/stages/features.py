@@ -25,12 +25,12 @@ def extract_features(input: NS, output: NS, params: NS) -> None:
 @stage
 def extract_activations(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.features.extract import CropRecipe
-    from qfm_iqm.method.partial import extract_activations as extract
+    from qfm_iqm.method import partial
 
     meta = read_meta(input.meta, ["image_id", "path"])
     cfg = params.backbone
-    feats, stats = extract(meta, cfg["name"], weights(cfg, input), CropRecipe(**params.crops), params.from_block,
-                           cfg["batch_size"], cfg["channels_last"], cfg["device"], cfg["compile"],
-                           precision=cfg["precision"])
+    feats, stats = partial.extract_activations(meta, cfg["name"], weights(cfg, input), CropRecipe(**params.crops),
+                                               params.from_block, cfg["batch_size"], cfg["channels_last"],
+                                               cfg["device"], cfg["compile"], precision=cfg["precision"])
     feats.save(output.activations)
     write_json(stats, output.stats)

@@ -70,6 +70,7 @@ def train_student(input: NS, output: NS, params: NS) -> None:
 @stage
 def finetune_student(input: NS, output: NS, params: NS) -> None:
     from qfm_iqm.method import finetune
+    from qfm_iqm.method.partial import partial_spec
 
     split = int(params.split)
     rows, test = part(input, split, "train"), part(input, split, "test")
@@ -77,7 +78,7 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
     mem = memory(input, rows, student)
     pool_meta = None if mem.labels is None else read_meta(input.pool_meta, POOL_COLUMNS)
     pool, bank = finetune.bank_images(rows, pool_meta, mem.labels, mem.bank_ids, student["distillation"]["kd_weight"])
-    ft_cfg = finetune.student_config(student, cfg, params.crops["size"], params.model.get("partial"))
+    ft_cfg = finetune.student_config(student, cfg, params.crops["size"], partial_spec(params.model))
     model, history = finetune.finetune(backbone["name"], weights(backbone, input), student["arch"], ft_cfg, rows,
                                        mem.partners, pool, bank)
     finetune.save(model, output.model, backbone["name"])
