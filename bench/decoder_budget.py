@@ -22,7 +22,7 @@ from validate_student import merged_config
 
 from qfm_iqm.features.cache import FeatureSet
 from qfm_iqm.method import train
-from qfm_iqm.method.partial import ACTIVATION, EARLY, model_for
+from qfm_iqm.method.partial import ACTIVATION, EARLY, model_for, partial_spec
 from qfm_iqm.settings import loss_settings, resolve_variants
 
 BASELINE = {"arch": {"gate": False}, "distillation": {"kd_weight": 0.0},
@@ -34,7 +34,7 @@ def seconds(arch: dict, cfg: dict, config: dict, data: dict, epochs: int) -> flo
     started = time.perf_counter()
     shape = {"labelled": data["x"]} if arch["head"] == "decoder" else {"labelled": data["pooled"]}
     feats = FeatureSet(np.arange(len(shape["labelled"])).astype(str), shape["labelled"], *data["layout"](arch))
-    model = model_for(arch, feats, config["backbone"]["name"], "none", config["partial"])
+    model = model_for(arch, feats, config["backbone"]["name"], "none", partial_spec(config))
     extra = {}
     if cfg.get("kd_weight", 0) > 0:
         extra.update(x_pool=data["x_pool" if arch["head"] == "decoder" else "pooled_pool"], y_pool=data["y_pool"])

@@ -22,6 +22,7 @@ from gpu_throughput import images
 from validate_student import merged_config
 
 from qfm_iqm.method.finetune import finetune, gpu_memory_estimate, student_config
+from qfm_iqm.method.partial import partial_spec
 from qfm_iqm.settings import finetuned_variants
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         partners = np.random.default_rng(0).permutation(len(train))
         for name in ("finetune_baseline", "finetune"):
             student = finetuned[name]
-            cfg = student_config(student, section, config["crops"]["size"], config["partial"])
+            cfg = student_config(student, section, config["crops"]["size"], partial_spec(config))
             torch.cuda.reset_peak_memory_stats()
             _, history = finetune(config["backbone"]["name"], "none", student["arch"], cfg,
                                   train, partners, pool if cfg.kd_weight > 0 else None, train)

@@ -13,6 +13,7 @@ import torch
 from conftest import REPO
 from PIL import Image, ImageFilter
 
+from qfm_iqm.evaluation.sensitivity import noise_sensitivity
 from qfm_iqm.features.extract import CropRecipe
 from qfm_iqm.features.weights import convert_package_weights
 from qfm_iqm.io import read_rgb
@@ -22,7 +23,6 @@ from qfm_iqm.method.finetune import (
     finetune,
     init_decoder,
     load,
-    noise_sensitivity,
     optimiser,
     parameter_groups,
     predict,

@@ -394,3 +394,62 @@ def test_no_config_file_restates_a_schema_default() -> None:
             if value == default == given and (name, ".".join(path)) not in CONFIG_ALLOWED:
                 restated.append(f"config/{name}: {'.'.join(path)}: {value!r}")
     assert not restated, "keys set to the schema's default (leave them out, or say so in a comment): " + str(restated)
+# The settings of the method: a library function or bench that gives one of these keys a default of its own (other
+# than None, or 0 for a component that is off), or gives any parameter one of their choices (an enum value), writes
+# a default the schema owns or that disagrees with it. Batch sizes are left out: forward passes batch as they like.
+METHOD_SECTIONS = ["$defs.arch", "$defs.train", "properties.student.properties.matching",
+                   "properties.student.properties.distillation", "properties.partial", "properties.pairs"]
+KEYWORD_ALLOWED = {
+    ("src/qfm_iqm/deploy/metric.py", "loss_reduction", "mean"): "pyiqa's reduction of a loss, not partner_draw's",
+    **{(f"src/qfm_iqm/method/{module}.py", "top_k", 1): "one partner: the strategies but topk_mean take no top_k "
+       "(the rule passes it to topk_mean only, so that a change reruns only that mining)" for module in
+       ("memory", "pairs")},
+}
+
+
+def _method_keys_and_choices() -> tuple[set[str], set[str]]:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    keys, choices = set(), set()
+    for section in METHOD_SECTIONS:
+        node = functools.reduce(lambda n, k: n[k], section.split("."), schema)
+        for key, spec in node["properties"].items():
+            keys.add(key)
+            spec = node_spec = spec if "$ref" not in spec else {**functools.reduce(
+                lambda n, k: n[k], spec["$ref"].removeprefix("#/").split("/"), schema), **spec}
+            choices.update(v for v in node_spec.get("enum", []) if isinstance(v, str))
+    return keys - {"batch_size", "seed", "gate"}, choices
+
+
+def _keyword_defaults(path: Path) -> Iterator[tuple[str, Any, int]]:
+    """(parameter, default, line) of every literal keyword default of a function or dataclass field in ``path``."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True),
+                     *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None)]
+            named = [(a.arg, d) for a, d in pairs]
+        elif isinstance(node, ast.ClassDef):
+            named = [(s.target.id, s.value) for s in node.body
+                     if isinstance(s, ast.AnnAssign) and s.value is not None and isinstance(s.target, ast.Name)]
+        else:
+            continue
+        for name, default in named:
+            if isinstance(default, ast.Constant) and default.value is not None:
+                yield name, default.value, default.lineno
+
+
+def test_no_library_function_or_bench_writes_a_default_of_the_methods_settings() -> None:
+    keys, choices = _method_keys_and_choices()
+    found = {}
+    for path in [*sorted((REPO / "src/qfm_iqm").rglob("*.py")), *sorted((REPO / "bench").glob("*.py"))]:
+        where = str(path.relative_to(REPO))
+        for name, value, line in _keyword_defaults(path):
+            own = name in keys and not isinstance(value, bool) and value not in (0, 0.0)
+            if (own or (isinstance(value, str) and value in choices)) and (where, name, value) not in KEYWORD_ALLOWED:
+                found[(where, name, value)] = line
+    assert not found, f"defaults of the method's settings outside the schema (take them from the config): {found}"
+    stale = {k for k in KEYWORD_ALLOWED if k[0] not in {str(p.relative_to(REPO)) for p in REPO.rglob(k[0])}}
+    assert not stale, f"allow-list entries of missing files: {stale}"

@@ -11,6 +11,8 @@ features): how often an image's nearest neighbour there differs in quality by mo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import torch
@@ -18,6 +20,10 @@ from scipy import stats
 
 from qfm_iqm.method import pairs
 from qfm_iqm.method.model import QualityModel
+
+if TYPE_CHECKING:
+    from qfm_iqm.features.extract import CropRecipe
+    from qfm_iqm.method.finetune import FinetuneModel
 
 ADDITIVE = "add"  # the paper's probe: z + eps z_partner, whatever form a model was trained with
 PROBE_PARTNER = "farthest"  # the probe's partner: quality-matched, semantically farthest (the paper's)
@@ -85,3 +91,24 @@ def observation_spaces(model: QualityModel, x: np.ndarray, score: np.ndarray, la
     spaces = {"standardised (baseline head's input)": model.representation(xt, gated=False).mean(1),
               "QFM-gated (full student's head input)": model.representation(xt).mean(1)}
     return {name: pairs.observation(score, z.numpy(), large_gap, n_random, seed) for name, z in spaces.items()}
+
+
+@torch.inference_mode()
+def noise_sensitivity(model: FinetuneModel, meta: pd.DataFrame, recipe: CropRecipe, partners: np.ndarray,
+                      probes: dict[str, dict], large_gap: float, batch_size: int = 32,
+                      device: str = "cpu") -> pd.DataFrame:
+    """``sensitivity`` of a fine-tuned model (``qfm_iqm.method.finetune``) on the images ``meta`` (image_id, path,
+    score), crop by crop of ``recipe``: each image's descriptor (or tokens) with its partner's (row ``partners``) under
+    each of ``probes`` (name -> eps, form); one row per probe. What the quality model reads is encoded once, on
+    ``device``, ``batch_size`` crops at a time; the probes score it on the CPU."""
+    from qfm_iqm.method.finetune import over_crops, resolve_device  # timm: only fine-tune mode's jobs pay for it
+
+    device = resolve_device(str(device))
+    model.eval().to(device)
+    x = over_crops(model.features, meta, recipe, batch_size, device).float()
+    feats = torch.cat([model.quality.encode(x[i: i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+    feats = feats.reshape(len(meta), recipe.n, *feats.shape[1:])
+    quality = model.quality.cpu()
+    rows = [{"probe": name, **sensitivity(quality, None, meta["score"].to_numpy(), partners, probe["eps"], large_gap,
+                                          feats, probe["form"])} for name, probe in probes.items()]
+    return pd.DataFrame(rows)

@@ -282,7 +282,7 @@ def _random_crop(path: str, size: int, u: float, v: float, flip: bool) -> np.nda
     return np.asarray(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else crop)
 
 
-def _over_crops(fn: Callable[[torch.Tensor], torch.Tensor], meta: pd.DataFrame, recipe: CropRecipe,
+def over_crops(fn: Callable[[torch.Tensor], torch.Tensor], meta: pd.DataFrame, recipe: CropRecipe,
                 batch_size: int, device: torch.device | str) -> torch.Tensor:
     """``fn`` applied to every recipe crop of ``meta``'s images, concatenated (images x crops first)."""
     out, per_batch = [], max(1, batch_size // recipe.n)
@@ -333,7 +333,7 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
     y = torch.tensor(train["score"].to_numpy(), dtype=torch.float32)
     with torch.no_grad():
         model.eval()
-        model.quality.fit_normaliser(_over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
+        model.quality.fit_normaliser(over_crops(model.features, train, centre, cfg.batch_size, device), cfg.std_floor,
                                      frozen=False)
     samples = len(train) * cfg.crops_per_epoch
     steps_per_epoch = epoch_steps(len(train), cfg)
@@ -404,7 +404,7 @@ def finetune(backbone: str, weights: str | Path, arch: dict, cfg: FinetuneConfig
             log_epoch(epoch + 1, cfg.epochs, means, f" {clock.total_s:.1f}s, data wait {100 * clock.fraction:.1f}%")
     with torch.no_grad():
         model.eval()
-        model.quality.calibrate(_over_crops(model.features, train, centre, cfg.batch_size, device), y.to(device))
+        model.quality.calibrate(over_crops(model.features, train, centre, cfg.batch_size, device), y.to(device))
     return model.eval(), pd.DataFrame(history)
 
 
@@ -414,7 +414,7 @@ def predict(model: FinetuneModel, meta: pd.DataFrame, recipe: CropRecipe, batch_
     device = resolve_device(str(device))
     model.eval().to(device)
     with torch.inference_mode():
-        scores = _over_crops(model, meta, recipe, batch_size, device)
+        scores = over_crops(model, meta, recipe, batch_size, device)
     return scores.float().cpu().numpy().reshape(len(meta), recipe.n).mean(1)
 
 
@@ -422,27 +422,6 @@ def scoring_recipe(crops: dict, test_crops: int | None) -> CropRecipe:
     """The crops a fine-tuned model's test images are scored on, their scores averaged: ``test_crops`` random crops
     (None: the config's ``crops.n``) of the config's ``crops`` size, at seeded positions."""
     return CropRecipe(**{**crops, "n": test_crops or crops["n"]})
-
-
-@torch.inference_mode()
-def noise_sensitivity(model: FinetuneModel, meta: pd.DataFrame, recipe: CropRecipe, partners: np.ndarray,
-                      probes: dict[str, dict], large_gap: float, batch_size: int = 32,
-                      device: str = "cpu") -> pd.DataFrame:
-    """``qfm_iqm.evaluation.sensitivity.sensitivity`` of a fine-tuned model on the images ``meta`` (image_id, path,
-    score), crop by crop of ``recipe``: each image's descriptor (or tokens) with its partner's (row ``partners``) under
-    each of ``probes`` (name -> eps, form); one row per probe. What the quality model reads is encoded once, on
-    ``device``, ``batch_size`` crops at a time; the probes score it on the CPU."""
-    from qfm_iqm.evaluation.sensitivity import sensitivity
-
-    device = resolve_device(str(device))
-    model.eval().to(device)
-    x = _over_crops(model.features, meta, recipe, batch_size, device).float()
-    feats = torch.cat([model.quality.encode(x[i: i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
-    feats = feats.reshape(len(meta), recipe.n, *feats.shape[1:])
-    quality = model.quality.cpu()
-    rows = [{"probe": name, **sensitivity(quality, None, meta["score"].to_numpy(), partners, probe["eps"], large_gap,
-                                          feats, probe["form"])} for name, probe in probes.items()]
-    return pd.DataFrame(rows)
 
 
 def save(model: FinetuneModel, path: str | Path, backbone_name: str) -> None:

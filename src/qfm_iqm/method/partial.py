@@ -220,7 +220,7 @@ class PartialModel(nn.Module):
     """
 
     def __init__(self, top: BackboneTop | ViTTop, quality: QualityModel, activation_size: int, early_size: int,
-                 top_lr_scale: float = 0.1, channels_last: bool = True) -> None:
+                 top_lr_scale: float, channels_last: bool = True) -> None:
         super().__init__()
         self.top, self.quality = top, quality
         self.map_shape = top.input_shape(activation_size)

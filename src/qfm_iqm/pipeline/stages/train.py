@@ -93,7 +93,7 @@ def finetune_student(input: NS, output: NS, params: NS) -> None:
 def finetune_sensitivity(input: NS, output: NS, params: NS) -> None:
     import pandas as pd
 
-    from qfm_iqm.evaluation.sensitivity import matched_partners
+    from qfm_iqm.evaluation.sensitivity import matched_partners, noise_sensitivity
     from qfm_iqm.method import finetune
 
     split = int(params.split)
@@ -102,8 +102,8 @@ def finetune_sensitivity(input: NS, output: NS, params: NS) -> None:
     partners = matched_partners(test["image_id"].to_numpy(), test["score"].to_numpy(), feats.semantic(), noise["tau"],
                                 noise["k_fallback"])
     recipe = finetune.scoring_recipe(params.crops, params.test_crops)
-    tables = [finetune.noise_sensitivity(finetune.load(path), test, recipe, partners, params.probes[name],
-                                         noise["large_gap"], params.batch_size, params.device).assign(model=name)
+    tables = [noise_sensitivity(finetune.load(path), test, recipe, partners, params.probes[name], noise["large_gap"],
+                                params.batch_size, params.device).assign(model=name)
               for name, path in zip(params.names, input.models, strict=True)]
     table = pd.concat(tables, ignore_index=True).assign(split=split)
     write_csv(table, output.sensitivity)
