@@ -36,9 +36,11 @@ def test_the_default_matching_lowers_the_reliance_on_a_confounder_without_costin
     smooth-L1 + PLCC loss the effect is much weaker; docs/results.md "The corrected loss" gives the numbers, and
     the claims table tests the run's own loss.)"""
     from qfm_iqm.method.diagnostics import nuisance_experiment
-    from qfm_iqm.settings import load_config_file
+    from qfm_iqm.settings import load_config_file, validate
 
-    matching = load_config_file(REPO / "config/config.yaml")["student"]["matching"]
+    config = load_config_file(REPO / "config/config.yaml")
+    validate(config)  # the schema's defaults filled in (noise_form, sens_target), as the workflow reads it
+    matching = config["student"]["matching"]
     runs = [nuisance_experiment(seed, head, matching, "smooth_l1", regime="confounded") for seed in range(10)]
     ratios = [r["matching"]["reliance"] / r["baseline"]["reliance"] for r in runs]
     gains = [r["matching"]["srcc"] - r["baseline"]["srcc"] for r in runs]
