@@ -23,7 +23,7 @@ from qfm_iqm.deploy.scorer import ImageLike, Scorer
 from qfm_iqm.features.extract import NATIVE_FILTER
 from qfm_iqm.io import InputError
 
-SCALES = {"mos": "the training dataset's MOS scale", "unit": "[0, 1], 1 = best"}
+SCALES = ("mos", "unit")  # the training dataset's MOS scale; [0, 1], 1 = best
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -43,7 +43,7 @@ class QualityMetric(nn.Module):
                  compile: str = "auto") -> None:
         super().__init__()
         if scale not in SCALES:
-            raise InputError(f"scale: {scale!r} is not one of {sorted(SCALES)}")
+            raise InputError(f"scale: {scale!r} is not one of {SCALES}")
         if loss_reduction not in REDUCTIONS:
             raise InputError(f"loss_reduction: {loss_reduction!r} is not one of {REDUCTIONS}")
         self.scorer = Scorer(Bundle.open(model), device, batch_size, compile)
@@ -65,7 +65,7 @@ class QualityMetric(nn.Module):
             raise InputError("as_loss=True takes a (3, H, W) or (N, 3, H, W) float tensor in [0, 1]")
         batch = images[None] if images.ndim == 3 else images
         raw = torch.stack([self._raw(image) for image in batch])
-        scores = self._on_scale(raw)
+        scores = raw if self.scale == "unit" else self.scorer.mos(raw)
         scores = {"mean": scores.mean, "sum": scores.sum, "none": lambda: scores}[self.loss_reduction]()
         return self.loss_weight * scores
 
@@ -94,12 +94,6 @@ class QualityMetric(nn.Module):
         mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (prepare.mean, prepare.std))
         rows = self.backbone((x - mean) / std)
         return self.net(rows[None].float()).mean()
-
-    def _on_scale(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.scale == "unit":
-            return raw
-        low, high = self.score_range
-        return low + raw * (high - low) if self.scorer.higher_is_better else high - raw * (high - low)
 
 
 def create_metric(model: str | Path = "livec", device: str = "cpu", as_loss: bool = False,

@@ -224,9 +224,13 @@ class Scorer:
                 yield Result(key, error=error)
             else:
                 raw = float(next(units))
-                unit, span = min(max(raw, 0.0), 1.0), self.high - self.low
-                mos = self.low + unit * span if self.higher_is_better else self.high - unit * span
-                yield Result(key, raw, unit, mos)
+                unit = min(max(raw, 0.0), 1.0)
+                yield Result(key, raw, unit, self.mos(unit))
+
+    def mos(self, unit: float | torch.Tensor) -> float | torch.Tensor:
+        """A score on [0, 1] (1 = best) on the training dataset's MOS scale, in its direction."""
+        span = self.high - self.low
+        return self.low + unit * span if self.higher_is_better else self.high - unit * span
 
     def _units(self, prepared: list[tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
         """Unclipped model scores (the pipeline's ``predict``) of prepared images."""
